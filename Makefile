@@ -1,0 +1,78 @@
+# HAKMEM build.  `make` builds the library and benchmarks, `make test` runs the
+# suite, `make sanitize` runs it under ASan+UBSan and TSan, `make DEBUG=1`
+# builds the checked library (assertions on).
+
+CC      ?= cc
+CXX     ?= c++
+BUILD   := build
+DEBUG   ?= 0
+
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
+COMMON  := -std=gnu11 -pthread -fPIC -fvisibility=hidden -fno-plt \
+           -fno-semantic-interposition -Iinclude -Isrc $(WARN)
+ifeq ($(DEBUG),1)
+OPT     := -O1 -g -DHAK_DEBUG=1
+else
+OPT     := -O2 -g
+endif
+CFLAGS_LIB := $(COMMON) $(OPT)
+
+LIB_SRCS := $(wildcard src/*.c)
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+HDRS     := $(wildcard src/*.h) include/hakmem.h
+
+# Rebuild everything when the flags change (DEBUG=1 versus release).
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS_LIB)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS_LIB)' > $(FLAGS_STAMP))
+
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+TEST_C     := $(wildcard tests/*.c)
+TEST_CXX   := $(wildcard tests/*.cpp)
+TEST_BINS  := $(TEST_C:tests/%.c=$(BUILD)/tests/%) $(TEST_CXX:tests/%.cpp=$(BUILD)/tests/%)
+TEST_LINK  := -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -pthread
+
+.PHONY: all lib benches tests test sanitize clean
+all: lib benches
+
+lib: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(BUILD)/libhakmem.so: $(LIB_OBJS)
+	$(CC) -shared -pthread -Wl,-z,now -o $@ $(LIB_OBJS)
+
+$(BUILD)/libhakmem.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $(LIB_OBJS)
+
+# Benchmarks use only the standard malloc API: the same binary runs under any
+# allocator through LD_PRELOAD.
+benches: $(BENCH_BINS)
+$(BUILD)/bench/%: bench/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -pthread $(WARN) $< -o $@ -lm
+
+tests: lib benches $(TEST_BINS)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h include/hakmem.h $(BUILD)/libhakmem.so
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g -pthread -Iinclude $(WARN) $< -o $@ $(TEST_LINK)
+$(BUILD)/tests/%: tests/%.cpp include/hakmem.h $(BUILD)/libhakmem.so
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O1 -g -pthread -Iinclude -Wall -Wextra $< -o $@ $(TEST_LINK)
+
+test: tests
+	@tests/run.sh
+
+# Sanitizers: the library without its malloc overrides, so that the
+# sanitizer's own allocator stays in charge of malloc and HAKMEM is reached
+# through the hak_* API.  Unit tests under ASan+UBSan, threaded tests under TSan.
+SAN_SRCS  := $(filter-out src/override.c,$(LIB_SRCS))
+SAN_TESTS := test_api test_threads
+sanitize:
+	@tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
+
+clean:
+	rm -rf $(BUILD)

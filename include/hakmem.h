@@ -1,0 +1,79 @@
+/* HAKMEM: a general-purpose memory allocator.
+ *
+ * Linked or preloaded (LD_PRELOAD=libhakmem.so), HAKMEM replaces the whole
+ * malloc family.  The hak_* functions below are the same allocator under
+ * prefixed names, usable without replacing malloc (for example under a
+ * sanitizer, or beside another allocator).
+ *
+ * Size tiers (see docs/ARCHITECTURE.md):
+ *   Tiny   0 .. 1 KiB       size classes in 64 KiB slabs carved from SuperSlabs
+ *   Mid    1 KiB .. 64 KiB  size classes in 64-512 KiB slabs from SuperSlabs
+ *   Large  64 KiB .. 2 MiB  one block per slab, pages from SuperSlabs
+ *   Huge   above 2 MiB      one mapping per block
+ *
+ * Errors: a call that cannot get memory from the OS returns NULL with errno
+ * ENOMEM.  Freeing a pointer HAKMEM does not own prints one line naming
+ * HAKMEM, the call and the pointer, and aborts.
+ */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HAK_API __attribute__((visibility("default")))
+#else
+#define HAK_API
+#endif
+
+HAK_API void  *hak_malloc(size_t size);
+HAK_API void   hak_free(void *p);
+HAK_API void  *hak_calloc(size_t count, size_t size);
+HAK_API void  *hak_realloc(void *p, size_t size);
+HAK_API void  *hak_reallocarray(void *p, size_t count, size_t size);
+HAK_API void  *hak_aligned_alloc(size_t alignment, size_t size);
+HAK_API int    hak_posix_memalign(void **out, size_t alignment, size_t size);
+HAK_API void  *hak_memalign(size_t alignment, size_t size);
+HAK_API void  *hak_valloc(size_t size);
+HAK_API void  *hak_pvalloc(size_t size);
+HAK_API size_t hak_usable_size(const void *p);
+HAK_API void   hak_free_sized(void *p, size_t size);
+HAK_API void   hak_free_aligned_sized(void *p, size_t alignment, size_t size);
+
+/* Returns memory to the OS at once (cached slabs of the calling thread,
+ * free pages, empty SuperSlabs).  Returns 1 if anything was released. */
+HAK_API int    hak_trim(size_t pad);
+
+/* 1 if p is the start of a block that HAKMEM handed out (live or not yet
+ * reused), 0 otherwise.  Never faults, for any p. */
+HAK_API int    hak_owns(const void *p);
+
+/* Process-wide figures, gathered at the call. */
+struct hak_stats {
+    size_t mapped;          /* bytes of address space HAKMEM holds           */
+    size_t committed;       /* bytes of that which may be resident (not purged) */
+    size_t in_use;          /* bytes in blocks handed out (block sizes)       */
+    size_t huge_in_use;     /* of which in Huge blocks                         */
+    size_t huge_blocks;     /* number of live Huge blocks                      */
+    size_t superslabs;      /* SuperSlabs holding at least one slab            */
+    size_t slabs;           /* slabs in use                                    */
+    size_t os_maps;         /* successful OS mapping calls so far              */
+    size_t os_unmaps;       /* munmap calls so far                             */
+    size_t os_purges;       /* madvise(DONTNEED) calls so far                  */
+    size_t remote_frees;    /* frees of a block owned by another thread        */
+    size_t threads_started; /* threads that initialised a heap                 */
+    size_t threads_exited;  /* threads whose heap was returned                 */
+};
+HAK_API void   hak_stats_get(struct hak_stats *out);
+/* Writes a human-readable report to the file descriptor (no allocation). */
+HAK_API void   hak_stats_print(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,190 @@
+/* The prefixed API (hak_*) and the calls the fast paths leave to it:
+ * aligned allocation, calloc, realloc, usable size, ownership checks. */
+#include <errno.h>
+#include <string.h>
+#include "hakmem.h"
+#include "fastpath.h"
+
+bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
+{
+    uintptr_t a = (uintptr_t)p, start = (uintptr_t)s->start;
+    if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != HAK_SLAB_ACTIVE)
+        return false;
+    if (a < start || a >= (uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED))
+        return false;
+    return (a - start) % s->bsize == 0;
+}
+
+hak_slab_t *hak_block_slab(const void *p, const char *call)
+{
+    switch (hak_region_of((uintptr_t)p)) {
+    case HAK_REGION_SS: {
+        hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
+        if (hak_slab_block_valid(s, p))
+            return s;
+        break;
+    }
+    case HAK_REGION_HUGE_HEAD:
+    case HAK_REGION_HUGE_PREV:
+        if (hak_huge_owns(p))
+            return NULL;
+        break;
+    default:
+        break;
+    }
+    hak_fatal(call, "invalid pointer", p);
+}
+
+static bool is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
+void *hak_alloc_aligned(size_t align, size_t n)
+{
+    if (align <= 8)
+        return hak_malloc_fast(n);
+    if (align <= 16)
+        return hak_malloc_fast(n < 16 ? 16 : n);
+    /* Slabs start on page boundaries, so a class whose size is a multiple of
+     * align has every block aligned. */
+    if (align <= HAK_SLAB_ALIGN_MAX && n <= HAK_LARGE_MAX)
+        return hak_alloc_class((unsigned)hak_class_for_aligned(n, align));
+    return hak_huge_alloc(n, align);
+}
+
+void *hak_calloc_impl(size_t count, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = hak_malloc_fast(n);
+    /* A Huge block is a fresh mapping, already zero. */
+    if (p != NULL && n <= HAK_LARGE_MAX)
+        memset(p, 0, n);
+    return p;
+}
+
+size_t hak_usable_impl(const void *p, const char *call)
+{
+    if (p == NULL)
+        return 0;
+    hak_slab_t *s = hak_block_slab(p, call);
+    return s ? s->bsize : hak_huge_usable(p);
+}
+
+void *hak_realloc_impl(void *p, size_t n, const char *call)
+{
+    if (p == NULL)
+        return hak_malloc_fast(n);
+    if (n == 0) {                    /* as glibc: free and return NULL */
+        hak_free_fast(p, call);
+        return NULL;
+    }
+    hak_slab_t *s = hak_block_slab(p, call);
+    size_t old;
+    if (s != NULL) {
+        old = s->bsize;
+        if (n <= old && n >= old / 2)
+            return p;
+    } else {
+        old = hak_huge_usable(p);
+        if (n > HAK_LARGE_MAX && hak_huge_realloc_inplace(p, n))
+            return p;
+    }
+    void *q = hak_malloc_fast(n);
+    if (q == NULL)
+        return NULL;                 /* errno is ENOMEM; p is untouched */
+    memcpy(q, p, n < old ? n : old);
+    hak_free_fast(p, call);
+    return q;
+}
+
+/* ---- hak_* --------------------------------------------------------------------- */
+void *hak_malloc(size_t size) { return hak_malloc_fast(size); }
+void hak_free(void *p) { hak_free_fast(p, "hak_free"); }
+void *hak_calloc(size_t count, size_t size) { return hak_calloc_impl(count, size); }
+void *hak_realloc(void *p, size_t size) { return hak_realloc_impl(p, size, "hak_realloc"); }
+size_t hak_usable_size(const void *p) { return hak_usable_impl(p, "hak_usable_size"); }
+void hak_free_sized(void *p, size_t size) { hak_free_fast(p, "hak_free_sized"); }
+
+void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
+{
+    hak_free_fast(p, "hak_free_aligned_sized");
+}
+
+void *hak_reallocarray(void *p, size_t count, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc_impl(p, n, "hak_reallocarray");
+}
+
+void *hak_aligned_alloc(size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return hak_alloc_aligned(alignment, size);
+}
+
+int hak_posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (alignment < sizeof(void *) || !is_pow2(alignment))
+        return EINVAL;
+    void *p = hak_alloc_aligned(alignment, size);
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+/* As glibc: an alignment that is not a power of two is rounded up to one. */
+void *hak_memalign(size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment)) {
+        if (alignment > ((size_t)1 << (sizeof(size_t) * 8 - 1))) {
+            errno = EINVAL;
+            return NULL;
+        }
+        size_t a = 1;
+        while (a < alignment)
+            a <<= 1;
+        alignment = a;
+    }
+    return hak_alloc_aligned(alignment, size);
+}
+
+void *hak_valloc(size_t size) { return hak_alloc_aligned(HAK_OS_PAGE, size); }
+
+void *hak_pvalloc(size_t size)
+{
+    if (size > SIZE_MAX - HAK_OS_PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t n = (size + HAK_OS_PAGE - 1) & ~(size_t)(HAK_OS_PAGE - 1);
+    return hak_alloc_aligned(HAK_OS_PAGE, n ? n : HAK_OS_PAGE);
+}
+
+int hak_trim(size_t pad)
+{
+    int released = hak_heap_trim();
+    return hak_pool_trim() | released;
+}
+
+int hak_owns(const void *p)
+{
+    switch (hak_region_of((uintptr_t)p)) {
+    case HAK_REGION_SS:
+        return hak_slab_block_valid(hak_slab_of(hak_ss_of(p), p), p);
+    case HAK_REGION_HUGE_HEAD:
+    case HAK_REGION_HUGE_PREV:
+        return hak_huge_owns(p);
+    default:
+        return 0;
+    }
+}

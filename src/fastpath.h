@@ -1,0 +1,56 @@
+/* The fast paths of malloc and free, inlined into the exported entry points.
+ *
+ * malloc: size -> class (table), pop the current slab's free list.
+ * free:   address -> region map -> SuperSlab -> slab; if this thread owns the
+ *         slab, push onto its free list.
+ * Neither takes a lock, issues an atomic read-modify-write, makes a system
+ * call or divides.  Everything else (first use, refill, a block owned by
+ * another thread, Huge blocks, bad pointers) is the slow path's business.
+ * A thread that has not allocated yet sees hak_empty_slab everywhere, whose
+ * free list is empty and whose owner is nobody, so no "initialised?" test is
+ * needed here.
+ */
+#ifndef HAK_FASTPATH_H
+#define HAK_FASTPATH_H
+
+#include "types.h"
+
+static inline void *hak_malloc_fast(size_t n)
+{
+    if (HAK_LIKELY(n <= HAK_TINY_MAX)) {
+        hak_slab_t *s = hak_tls.cur[hak_tiny_class[(n + 7) >> 3]];
+        hak_block_t *b = s->free;
+        if (HAK_LIKELY(b != NULL)) {
+            s->free = b->next;
+            s->used++;
+            return b;
+        }
+    }
+    return hak_alloc_slow(n);
+}
+
+/* Free of block p of slab s, which the calling thread owns. */
+static inline void hak_slab_free_local(hak_slab_t *s, void *p)
+{
+    hak_block_t *b = (hak_block_t *)p;
+    b->next = s->free;
+    s->free = b;
+    if (HAK_UNLIKELY(--s->used == 0) ||
+        HAK_UNLIKELY(atomic_load_explicit(&s->in_full, memory_order_relaxed)))
+        hak_free_local_slow(s);
+}
+
+static inline void hak_free_fast(void *p, const char *call)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (HAK_LIKELY(hak_region_of(a) == HAK_REGION_SS)) {
+        hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
+        if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id)) {
+            hak_slab_free_local(s, p);
+            return;
+        }
+    }
+    hak_free_slow(p, call);
+}
+
+#endif

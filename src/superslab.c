@@ -1,0 +1,301 @@
+/* SuperSlabs: the region map, arenas of SuperSlabs, and the page pool that
+ * hands slabs to heaps and takes them back.
+ *
+ * Address space is reserved in arenas of 16 SuperSlabs (64 MiB) so that a
+ * big heap needs few mappings (the seeds' Larson runs died at the kernel's
+ * limit on mappings).  Arenas are never unmapped: a SuperSlab whose pages are
+ * free is purged with madvise and stays HAKMEM's, so the region map never
+ * has to forget it and a racing reader of a slab descriptor never faults.
+ *
+ * Free pages stay resident ("dirty") for HAKMEM_RETAIN_MS so that a slab
+ * freed and needed again soon costs no page faults; then they are purged.
+ * At most one empty SuperSlab is kept dirty; a second is purged at once, so
+ * a program that frees everything returns to near its starting RSS.
+ */
+#include "types.h"
+
+uint8_t hak_region_map[HAK_MAP_ENTRIES];
+
+#define ARENA_SIZE   (16 * HAK_SS_SIZE)
+#define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much */
+#define FULL_PAGES   (~(uint64_t)0)
+
+static hak_lock_t pool_lock;
+static hak_superslab_t *avail_head;       /* SuperSlabs with a free page      */
+static hak_superslab_t *all_head;         /* every SuperSlab carved           */
+static hak_superslab_t *retained_empty;   /* the one empty SuperSlab kept dirty */
+static char *arena_next, *arena_end;      /* carving cursor                   */
+static size_t arena_bytes;                /* address space reserved           */
+static size_t dirty_bytes;                /* free pages not yet purged        */
+static uint64_t last_purge_ms;
+
+void hak_lock_slow(hak_lock_t *l)
+{
+    for (unsigned spins = 0;; spins++) {
+        if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+            return;
+        if (spins < 64)
+            __builtin_ia32_pause();
+        else
+            hak_os_yield();
+    }
+}
+
+static inline uint64_t run_mask(unsigned first, unsigned n)
+{
+    uint64_t m = n >= 64 ? FULL_PAGES : (((uint64_t)1 << n) - 1);
+    return m << first;
+}
+
+/* First run of k free pages, or -1. */
+static int find_run(uint64_t used, unsigned k)
+{
+    uint64_t m = run_mask(0, k);
+    uint64_t free = ~used;
+    while (free) {
+        unsigned i = (unsigned)__builtin_ctzll(free);
+        if (i + k > HAK_SS_PAGES)
+            return -1;
+        if (((free >> i) & m) == m)
+            return (int)i;
+        free &= free + ((uint64_t)1 << i);   /* drop this run of free pages */
+    }
+    return -1;
+}
+
+static void avail_add(hak_superslab_t *ss)
+{
+    if (ss->on_avail)
+        return;
+    ss->avail_prev = NULL;
+    ss->avail_next = avail_head;
+    if (avail_head)
+        avail_head->avail_prev = ss;
+    avail_head = ss;
+    ss->on_avail = 1;
+}
+
+static void avail_remove(hak_superslab_t *ss)
+{
+    if (!ss->on_avail)
+        return;
+    if (ss->avail_prev)
+        ss->avail_prev->avail_next = ss->avail_next;
+    else
+        avail_head = ss->avail_next;
+    if (ss->avail_next)
+        ss->avail_next->avail_prev = ss->avail_prev;
+    ss->on_avail = 0;
+}
+
+/* Purges every dirty page of ss, one madvise per run. */
+static void ss_purge(hak_superslab_t *ss)
+{
+    uint64_t d = ss->dirty_pages;
+    while (d) {
+        unsigned i = (unsigned)__builtin_ctzll(d);
+        unsigned n = (unsigned)__builtin_ctzll(~(d >> i));
+        if (i + n > HAK_SS_PAGES)
+            n = HAK_SS_PAGES - i;
+        hak_os_purge((char *)ss + (size_t)i * HAK_PAGE_SIZE, (size_t)n * HAK_PAGE_SIZE);
+        d &= ~run_mask(i, n);
+        dirty_bytes -= (size_t)n * HAK_PAGE_SIZE;
+    }
+    ss->dirty_pages = 0;
+    if (retained_empty == ss)
+        retained_empty = NULL;
+}
+
+static void purge_old(uint64_t now, bool all)
+{
+    uint64_t retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    last_purge_ms = now;
+    for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
+        if (ss->dirty_pages && (all || now - ss->dirty_since_ms >= retain))
+            ss_purge(ss);
+}
+
+static void maybe_purge(void)
+{
+    if (dirty_bytes == 0)
+        return;
+    uint64_t now = hak_now_ms();
+    uint64_t retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    if (dirty_bytes > DIRTY_MAX)
+        purge_old(now, true);
+    else if (now - last_purge_ms >= retain / 2)
+        purge_old(now, false);
+}
+
+/* A SuperSlab from the current arena, reserving a new arena if needed. */
+static hak_superslab_t *ss_carve(void)
+{
+    if (arena_next == arena_end) {
+        size_t size = ARENA_SIZE;
+        char *p = hak_os_map_aligned(size, HAK_SS_SIZE, 0, true);
+        if (p == NULL) {
+            size = HAK_SS_SIZE;   /* short of address space: one at a time */
+            p = hak_os_map_aligned(size, HAK_SS_SIZE, 0, true);
+            if (p == NULL)
+                return NULL;
+        }
+        arena_next = p;
+        arena_end = p + size;
+        arena_bytes += size;
+        for (char *q = p; q < arena_end; q += HAK_SS_SIZE)
+            hak_region_map[(uintptr_t)q >> HAK_SS_SHIFT] = HAK_REGION_SS;
+    }
+    hak_superslab_t *ss = (hak_superslab_t *)arena_next;
+    arena_next += HAK_SS_SIZE;
+    /* Fresh memory reads as zero: every descriptor is HAK_SLAB_FREE, owner 0. */
+    ss->slabs[0].state = HAK_SLAB_HEADER;
+    for (unsigned i = 0; i < HAK_SS_PAGES; i++)
+        ss->first_page[i] = (uint8_t)i;
+    ss->used_pages = 1;
+    ss->all_next = all_head;
+    all_head = ss;
+    return ss;
+}
+
+static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr_t owner)
+{
+    hak_slab_t *s = &ss->slabs[first];
+    unsigned k = hak_classes[cls].pages;
+    uint32_t bsize = hak_classes[cls].size;
+    s->free = NULL;
+    s->used = 0;
+    s->start = (char *)ss + (size_t)first * HAK_PAGE_SIZE;
+    s->bump = s->start;
+    s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
+    s->prev = s->next = NULL;
+    s->bsize = bsize;
+    s->cls = (uint8_t)cls;
+    s->list = HAK_LIST_NONE;
+    s->npages = (uint8_t)k;
+    s->pending_next = NULL;
+    atomic_store(&s->remote, NULL);
+    atomic_store(&s->pending, 0);
+    atomic_store(&s->in_full, 0);
+    for (unsigned j = first; j < first + k; j++)
+        ss->first_page[j] = (uint8_t)first;
+    s->state = HAK_SLAB_ACTIVE;
+    /* Last: a thread that sees this owner sees an initialised slab. */
+    atomic_store(&s->owner, owner);
+}
+
+hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
+{
+    unsigned k = hak_classes[cls].pages;
+    hak_superslab_t *ss;
+    int first = -1;
+    hak_lock(&pool_lock);
+    for (ss = avail_head; ss; ss = ss->avail_next)
+        if ((first = find_run(ss->used_pages, k)) >= 0)
+            break;
+    if (ss == NULL) {
+        ss = ss_carve();
+        if (ss == NULL) {
+            hak_unlock(&pool_lock);
+            return NULL;
+        }
+        avail_add(ss);
+        first = find_run(ss->used_pages, k);
+    }
+    uint64_t m = run_mask((unsigned)first, k);
+    if (ss == retained_empty)
+        retained_empty = NULL;
+    ss->used_pages |= m;
+    if (ss->dirty_pages & m) {
+        dirty_bytes -= (size_t)__builtin_popcountll(ss->dirty_pages & m) * HAK_PAGE_SIZE;
+        ss->dirty_pages &= ~m;
+    }
+    if (ss->used_pages == FULL_PAGES)
+        avail_remove(ss);
+    slab_init(ss, (unsigned)first, cls, owner);
+    maybe_purge();
+    hak_unlock(&pool_lock);
+    return &ss->slabs[first];
+}
+
+void hak_pool_slab_free(hak_slab_t *s)
+{
+    hak_superslab_t *ss = hak_ss_of(s);
+    unsigned first = (unsigned)(s - ss->slabs), k = s->npages;
+    uint64_t m = run_mask(first, k);
+    hak_lock(&pool_lock);
+    hak_assert(s->state == HAK_SLAB_ACTIVE && (ss->used_pages & m) == m);
+    s->state = HAK_SLAB_FREE;
+    s->list = HAK_LIST_NONE;
+    atomic_store(&s->owner, 0);
+    for (unsigned j = first; j < first + k; j++)
+        ss->first_page[j] = (uint8_t)j;
+    if (ss->dirty_pages == 0)
+        ss->dirty_since_ms = hak_now_ms();
+    ss->used_pages &= ~m;
+    ss->dirty_pages |= m;
+    dirty_bytes += (size_t)k * HAK_PAGE_SIZE;
+    avail_add(ss);
+    if (ss->used_pages == 1) {          /* empty: keep one, purge the others */
+        if (retained_empty && retained_empty != ss)
+            ss_purge(ss);
+        else
+            retained_empty = ss;
+    }
+    maybe_purge();
+    hak_unlock(&pool_lock);
+}
+
+int hak_pool_trim(void)
+{
+    hak_lock(&pool_lock);
+    size_t before = dirty_bytes;
+    purge_old(hak_now_ms(), true);
+    hak_unlock(&pool_lock);
+    return before != 0;
+}
+
+void hak_pool_lock_all(void) { hak_lock(&pool_lock); }
+
+void hak_pool_unlock_all(bool child)
+{
+    if (child)
+        hak_lock_reset(&pool_lock);
+    else
+        hak_unlock(&pool_lock);
+}
+
+void hak_pool_visit(hak_slab_visitor fn, void *arg)
+{
+    for (hak_superslab_t *ss = all_head; ss; ss = ss->all_next)
+        for (unsigned i = 1; i < HAK_SS_PAGES; i++)
+            if (ss->slabs[i].state == HAK_SLAB_ACTIVE)
+                fn(&ss->slabs[i], arg);
+}
+
+void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
+                      size_t *slabs, size_t *in_use)
+{
+    size_t c = 0, n_ss = 0, n_slabs = 0, bytes = 0;
+    hak_lock(&pool_lock);
+    for (hak_superslab_t *ss = all_head; ss; ss = ss->all_next) {
+        c += HAK_PAGE_SIZE;   /* header page */
+        c += (size_t)__builtin_popcountll((ss->used_pages | ss->dirty_pages) & ~(uint64_t)1) * HAK_PAGE_SIZE;
+        if (ss->used_pages != 1)
+            n_ss++;
+        for (unsigned i = 1; i < HAK_SS_PAGES; i++) {
+            hak_slab_t *s = &ss->slabs[i];
+            if (s->state != HAK_SLAB_ACTIVE)
+                continue;
+            n_slabs++;
+            /* Owner-written counter read racily: a snapshot, not a lock. */
+            bytes += (size_t)__atomic_load_n(&s->used, __ATOMIC_RELAXED) * s->bsize;
+        }
+    }
+    *mapped = arena_bytes;
+    hak_unlock(&pool_lock);
+    *committed = c;
+    *superslabs = n_ss;
+    *slabs = n_slabs;
+    *in_use = bytes;
+}

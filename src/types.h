@@ -1,0 +1,277 @@
+/* HAKMEM internal types, constants and the invariants that tie them together.
+ *
+ * Glossary
+ *   region map  One byte per 4 MiB of address space, saying what HAKMEM has
+ *               there.  Every pointer HAKMEM hands out is found through it.
+ *   SuperSlab   A 4 MiB region aligned to 4 MiB, cut into 64 pages of 64 KiB.
+ *               Page 0 holds the SuperSlab header (slab descriptors).
+ *   slab        A run of 1..32 pages of one SuperSlab holding blocks of one
+ *               size class.  Its descriptor lives in the header, at the index
+ *               of its first page.
+ *   heap        What a thread allocates from: for each size class a current
+ *               slab (in TLS, for the fast path), a list of partial slabs and
+ *               a list of full slabs (in the thread's heap record).
+ *   Huge block  A block above HAKMEM_LARGE_MAX with its own mapping.
+ *
+ * Ownership (who may touch what)
+ *   - A slab has at most one owner, a heap (slab.owner = address of the heap
+ *     record).  Only the owner thread reads or writes free, used, bump and the
+ *     list links.  Other threads read owner and in_full, and push to remote.
+ *   - owner goes from 0 to a heap only under hak_own_lock (adoption) or under
+ *     the pool lock (a fresh slab); from a heap to 0 only by the owner, under
+ *     hak_own_lock (thread exit) or the pool lock (slab returned to the pool).
+ *   - A block of a slab is in exactly one of: the user's hands, slab.free,
+ *     slab.remote, or never carved (at or beyond slab.bump).
+ *     used = blocks in the user's hands + blocks in remote.
+ *   - The common malloc and free touch only the calling thread's TLS and the
+ *     descriptor of a slab that thread owns: no lock, no atomic RMW.
+ *   - A free by a thread that is not the owner pushes the block onto
+ *     slab.remote (lock-free, many producers) and the owner takes the whole
+ *     list with one exchange (single consumer: no ABA).
+ *   - A full slab (no free block, no uncarved block) is parked on its owner's
+ *     full list with in_full = 1.  Whoever pushes a remote block onto a parked
+ *     slab also makes sure the slab is on its owner's pending stack
+ *     (heap_rec.pending, guarded by slab.pending), so the owner finds it
+ *     without scanning.  An ownerless slab is adopted by the first thread that
+ *     frees into it or needs a slab of its class; remote blocks are never lost.
+ *   - SuperSlab memory and heap records are never unmapped, only purged
+ *     (madvise), so a racing reader of a descriptor never faults.
+ */
+#ifndef HAK_TYPES_H
+#define HAK_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_HIDDEN      __attribute__((visibility("hidden")))
+#define HAK_NOINLINE    __attribute__((noinline))
+
+/* ---- geometry ------------------------------------------------------------ */
+#define HAK_SS_SHIFT      22                        /* 4 MiB SuperSlab        */
+#define HAK_SS_SIZE       ((size_t)1 << HAK_SS_SHIFT)
+#define HAK_SS_MASK       (HAK_SS_SIZE - 1)
+#define HAK_PAGE_SHIFT    16                        /* 64 KiB slab page       */
+#define HAK_PAGE_SIZE     ((size_t)1 << HAK_PAGE_SHIFT)
+#define HAK_SS_PAGES      64
+#define HAK_ADDR_BITS     47                        /* user space on x86-64   */
+#define HAK_MAP_ENTRIES   ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
+#define HAK_OS_PAGE       4096
+
+/* ---- tiers --------------------------------------------------------------- */
+#define HAK_TINY_MAX      1024                      /* Tiny:  0 .. 1 KiB      */
+#define HAK_MID_MAX       (64 * 1024)               /* Mid:   .. 64 KiB       */
+#define HAK_LARGE_MAX     (2 * 1024 * 1024)         /* Large: .. 2 MiB        */
+#define HAK_NCLASS        65                        /* 21 tiny, 24 mid, 20 large */
+#define HAK_SLAB_ALIGN_MAX HAK_PAGE_SIZE            /* slab starts are page aligned */
+
+/* ---- region map kinds ------------------------------------------------------ */
+enum {
+    HAK_REGION_NONE = 0,   /* not HAKMEM's                                    */
+    HAK_REGION_SS,         /* a SuperSlab (header at the 4 MiB boundary)      */
+    HAK_REGION_HUGE_HEAD,  /* Huge block whose header is at this chunk's base */
+    HAK_REGION_HUGE_PREV,  /* Huge block whose header is one chunk below      */
+    HAK_REGION_HUGE_BODY,  /* the rest of a Huge mapping: no block starts here */
+};
+extern uint8_t hak_region_map[HAK_MAP_ENTRIES] HAK_HIDDEN;
+
+static inline unsigned hak_region_of(uintptr_t a)
+{
+    return (a >> HAK_ADDR_BITS) ? HAK_REGION_NONE : hak_region_map[a >> HAK_SS_SHIFT];
+}
+
+/* ---- blocks and slabs ----------------------------------------------------- */
+typedef struct hak_block { struct hak_block *next; } hak_block_t;
+
+enum { HAK_SLAB_FREE = 0, HAK_SLAB_ACTIVE, HAK_SLAB_HEADER };
+enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED };
+
+typedef struct hak_slab {
+    /* First cache line: the owner's fields (others read owner and in_full). */
+    hak_block_t *free;              /* owner: blocks ready to hand out          */
+    uint32_t used;                  /* owner: blocks out (user's hands + remote) */
+    uint32_t bsize;                 /* block size                                */
+    char *bump;                     /* owner: first never-carved block           */
+    char *end;                      /* end of the last whole block               */
+    _Atomic uintptr_t owner;        /* heap record address, 0 = none             */
+    char *start;                    /* first block (page aligned)                */
+    uint8_t cls;                    /* size class                                */
+    uint8_t state;                  /* HAK_SLAB_*; written under the pool lock   */
+    uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
+    uint8_t npages;                 /* pages spanned                             */
+    _Atomic uint8_t in_full;        /* owner writes; remote freers read          */
+    /* Second cache line: written by other threads, or rarely. */
+    _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
+    _Atomic uint8_t pending;        /* 1 while on (or being pushed to) a pending stack */
+    struct hak_slab *pending_next;  /* link on the owner's pending stack         */
+    struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
+} __attribute__((aligned(64))) hak_slab_t;
+
+_Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
+
+typedef struct hak_superslab {
+    hak_slab_t slabs[HAK_SS_PAGES]; /* descriptor of the slab starting at page i */
+    uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
+    /* pool lock: */
+    uint64_t used_pages;            /* bit i: page i belongs to a slab (bit 0: header) */
+    uint64_t dirty_pages;           /* bit i: free page that may still be resident */
+    uint64_t dirty_since_ms;        /* when the oldest dirty page became free    */
+    struct hak_superslab *avail_prev, *avail_next; /* SuperSlabs with free pages */
+    struct hak_superslab *all_next; /* every SuperSlab ever carved               */
+    uint8_t on_avail;
+    uint8_t purged;                 /* whole SuperSlab returned to the OS        */
+} hak_superslab_t;
+
+_Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "header fits page 0");
+
+static inline hak_superslab_t *hak_ss_of(const void *p)
+{
+    return (hak_superslab_t *)((uintptr_t)p & ~(uintptr_t)HAK_SS_MASK);
+}
+
+static inline hak_slab_t *hak_slab_of(hak_superslab_t *ss, const void *p)
+{
+    unsigned page = ((uintptr_t)p >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1);
+    return &ss->slabs[ss->first_page[page]];
+}
+
+/* ---- heaps ------------------------------------------------------------------ */
+/* The shared part of a thread's heap.  Records are recycled, never unmapped:
+ * a thread that read a stale owner may still touch pending and notifiers. */
+typedef struct hak_heap_rec {
+    _Atomic(hak_slab_t *) pending;  /* parked slabs that received remote frees   */
+    _Atomic int notifiers;          /* threads between reading owner and pushing */
+    struct hak_heap_rec *next_free; /* record free list (record lock)            */
+    /* owner thread only: */
+    hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out       */
+    hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
+} __attribute__((aligned(64))) hak_heap_rec_t;
+
+#define HAK_HEAP_ID_NONE ((uintptr_t)1) /* never a record address, never 0 */
+
+/* The thread-local part: just what the fast paths read. */
+typedef struct hak_tls {
+    hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
+    uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
+    hak_heap_rec_t *rec;
+} hak_tls_t;
+
+extern __thread hak_tls_t hak_tls HAK_HIDDEN __attribute__((tls_model("initial-exec")));
+extern hak_slab_t hak_empty_slab HAK_HIDDEN;
+
+/* ---- size classes (sizeclass.c) ------------------------------------------- */
+typedef struct { uint32_t size; uint8_t pages; } hak_class_info_t;
+extern const hak_class_info_t hak_classes[HAK_NCLASS] HAK_HIDDEN;
+extern const uint8_t hak_tiny_class[(HAK_TINY_MAX >> 3) + 1] HAK_HIDDEN;
+
+static inline unsigned hak_class_of(size_t n)   /* n <= HAK_LARGE_MAX */
+{
+    if (n <= HAK_TINY_MAX)
+        return hak_tiny_class[(n + 7) >> 3];
+    size_t m = n - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzl(m);     /* 2^b <= m < 2^(b+1) */
+    return 21u + (b - 10u) * 4u + (unsigned)((m >> (b - 2)) & 3u);
+}
+HAK_HIDDEN int hak_class_for_aligned(size_t n, size_t align);
+
+/* ---- locks: tiny spinlocks, safe to reset in a fork child ------------------- */
+typedef struct { _Atomic int held; } hak_lock_t;
+HAK_HIDDEN void hak_lock_slow(hak_lock_t *l);
+static inline void hak_lock(hak_lock_t *l)
+{
+    if (HAK_UNLIKELY(atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+        hak_lock_slow(l);
+}
+static inline void hak_unlock(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
+static inline void hak_lock_reset(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_relaxed); }
+
+/* ---- OS layer (os.c) --------------------------------------------------------- */
+HAK_HIDDEN void *hak_os_map(size_t size, bool reserve_only);
+HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
+HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
+HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_only);
+HAK_HIDDEN uint64_t hak_now_ms(void);
+HAK_HIDDEN void  hak_os_yield(void);
+
+/* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
+HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
+HAK_HIDDEN void hak_pool_slab_free(hak_slab_t *s);
+HAK_HIDDEN int  hak_pool_trim(void);
+HAK_HIDDEN void hak_pool_lock_all(void);
+HAK_HIDDEN void hak_pool_unlock_all(bool child);
+typedef void (*hak_slab_visitor)(hak_slab_t *s, void *arg);
+HAK_HIDDEN void hak_pool_visit(hak_slab_visitor fn, void *arg); /* caller holds the pool lock */
+HAK_HIDDEN void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
+                                 size_t *slabs, size_t *in_use);
+
+/* ---- heaps (heap.c) ---------------------------------------------------------- */
+HAK_HIDDEN void *hak_alloc_slow(size_t n);
+HAK_HIDDEN void *hak_alloc_class(unsigned cls);
+HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
+HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
+HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
+HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
+HAK_HIDDEN void  hak_free_slow(void *p, const char *call);
+HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
+HAK_HIDDEN void  hak_heap_thread_exit(void *rec);
+HAK_HIDDEN int   hak_heap_trim(void);
+HAK_HIDDEN void  hak_heap_fork_child(void);
+HAK_HIDDEN void  hak_heap_process_init(void);
+HAK_HIDDEN uint64_t hak_heap_remote_frees(void);
+HAK_HIDDEN extern hak_lock_t hak_own_lock;
+HAK_HIDDEN extern hak_lock_t hak_rec_lock;
+
+/* ---- Huge blocks (huge.c) ----------------------------------------------------- */
+HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align);
+HAK_HIDDEN void   hak_huge_free(void *p, const char *call);
+HAK_HIDDEN size_t hak_huge_usable(const void *p);
+HAK_HIDDEN bool   hak_huge_owns(const void *p);
+HAK_HIDDEN void  *hak_huge_realloc_inplace(void *p, size_t n);
+
+/* ---- lookup shared by free, realloc and usable size (api.c) -------------------- */
+/* Returns the slab holding block p, NULL for a Huge block; reports and aborts
+ * for a pointer that is not a block HAKMEM handed out. */
+HAK_HIDDEN hak_slab_t *hak_block_slab(const void *p, const char *call);
+HAK_HIDDEN bool hak_slab_block_valid(const hak_slab_t *s, const void *p);
+
+/* ---- process init and options (init.c, options.c) ----------------------------- */
+HAK_HIDDEN void hak_init(void);
+/* Every HAKMEM_* setting: id, environment variable, default, minimum,
+ * maximum, meaning.  The parser (options.c) and the README table come from
+ * this list; a bad value is reported and the default used. */
+#define HAK_OPTION_TABLE(X)                                                        \
+    X(RETAIN_MS, "HAKMEM_RETAIN_MS", 100, 0, 600000,                               \
+      "milliseconds a free page stays resident before it is returned to the OS")   \
+    X(STATS, "HAKMEM_STATS", 0, 0, 1, "1: print statistics to stderr at exit")
+#define HAK_OPTION_ID(id, ...) HAK_OPT_##id,
+enum { HAK_OPTION_TABLE(HAK_OPTION_ID) HAK_OPT_COUNT };
+#undef HAK_OPTION_ID
+HAK_HIDDEN extern long hak_options[HAK_OPT_COUNT];
+HAK_HIDDEN void hak_options_init(void);
+
+/* ---- statistics and reports (stats.c) --------------------------------------- */
+enum {
+    HAK_STAT_OS_MAPS, HAK_STAT_OS_UNMAPS, HAK_STAT_OS_PURGES, HAK_STAT_HUGE_BYTES,
+    HAK_STAT_HUGE_BLOCKS, HAK_STAT_REMOTE_FREES, HAK_STAT_THREADS_STARTED,
+    HAK_STAT_THREADS_EXITED, HAK_STAT_COUNT
+};
+HAK_HIDDEN extern _Atomic size_t hak_stat[HAK_STAT_COUNT];
+static inline void hak_stat_add(int which, size_t n)
+{
+    atomic_fetch_add_explicit(&hak_stat[which], n, memory_order_relaxed);
+}
+HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
+HAK_HIDDEN void hak_warn_option(const char *env, const char *value, long min, long max, long dflt);
+HAK_HIDDEN __attribute__((noreturn)) void hak_assert_fail(const char *file, int line, const char *expr);
+
+#ifdef HAK_DEBUG
+#define hak_assert(c) \
+    do { if (HAK_UNLIKELY(!(c))) hak_assert_fail(__FILE__, __LINE__, #c); } while (0)
+#else
+#define hak_assert(c) ((void)0)
+#endif
+
+#endif
