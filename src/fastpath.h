@@ -21,6 +21,7 @@ static inline void *hak_malloc_fast(size_t n)
         hak_slab_t *s = hak_tls.cur[hak_tiny_class[(n + 7) >> 3]];
         hak_block_t *b = s->free;
         if (HAK_LIKELY(b != NULL)) {
+            hak_assert((char *)b >= s->start && (char *)b < s->bump);
             s->free = b->next;
             s->used++;
             return b;
@@ -33,6 +34,7 @@ static inline void *hak_malloc_fast(size_t n)
 static inline void hak_slab_free_local(hak_slab_t *s, void *p)
 {
     hak_block_t *b = (hak_block_t *)p;
+    hak_assert(hak_slab_block_valid(s, p) && s->used > 0);
     b->next = s->free;
     s->free = b;
     if (HAK_UNLIKELY(--s->used == 0) ||

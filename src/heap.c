@@ -42,13 +42,15 @@ static __thread uint64_t tls_remote_frees;   /* this thread's, not yet merged */
 static void slab_notify(hak_slab_t *s, uintptr_t o, bool may_adopt);
 
 /* ---- lists ------------------------------------------------------------------ */
+/* Head stores are relaxed atomics because heap_refill peeks at an abandoned
+ * list's head without the lock (a plain mov all the same). */
 static void list_push(hak_slab_t **head, hak_slab_t *s)
 {
     s->prev = NULL;
     s->next = *head;
     if (*head)
         (*head)->prev = s;
-    *head = s;
+    __atomic_store_n(head, s, __ATOMIC_RELAXED);
 }
 
 static void list_remove(hak_slab_t **head, hak_slab_t *s)
@@ -56,7 +58,7 @@ static void list_remove(hak_slab_t **head, hak_slab_t *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        *head = s->next;
+        __atomic_store_n(head, s->next, __ATOMIC_RELAXED);
     if (s->next)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
@@ -250,7 +252,7 @@ static hak_heap_rec_t *rec_alloc(void)
     if ((r = rec_free) != NULL) {
         rec_free = r->next_free;
     } else {
-        if (rec_next == rec_end) {
+        if ((size_t)(rec_end - rec_next) < sizeof(hak_heap_rec_t)) {
             char *p = hak_os_map(REC_CHUNK, false);
             if (p == NULL) {
                 hak_unlock(&hak_rec_lock);
@@ -574,7 +576,7 @@ int hak_heap_trim(void)
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_lock(&hak_own_lock);
         hak_slab_t *list = abandoned[c];
-        abandoned[c] = NULL;
+        __atomic_store_n(&abandoned[c], NULL, __ATOMIC_RELAXED);
         for (hak_slab_t *s = list; s; s = s->next) {
             s->list = HAK_LIST_NONE;
             atomic_store(&s->owner, t->id);
