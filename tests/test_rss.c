@@ -1,0 +1,280 @@
+/* Memory goes back to the OS: RSS (from /proc/self/statm) after freeing and
+ * malloc_trim(0) returns close to where it started.
+ *   a. ~512 MiB in mixed sizes (mostly Tiny/Mid), all touched, all freed,
+ *      malloc_trim(0): RSS within 12 MiB of the baseline.
+ *   b. thread churn: 200 short threads, then 2000 more (each allocates and
+ *      frees ~4 MiB in small blocks): RSS growth between the two under 8 MiB.
+ *   c. fragmentation: keep 1 block of every 64, free the rest, malloc_trim(0):
+ *      RSS keeps at most half of the peak increase.
+ * Standard names (malloc/free/malloc_trim): linked against HAKMEM they are
+ * HAKMEM.  Bookkeeping arrays come from mmap so they do not count as heap.
+ * RSS is always read right after malloc_trim(0), so the result does not depend
+ * on how long freed memory has been retained. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "testutil.h"
+
+#define KiB ((size_t)1024)
+#define MiB ((size_t)1024 * 1024)
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static double mib(size_t b) { return (double)b / (double)MiB; }
+static double mibd(long long b) { return (double)b / (double)MiB; }
+
+static inline uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static size_t rand_range(uint64_t *r, size_t lo, size_t hi)
+{
+    return lo + (size_t)(rng_next(r) % (hi - lo + 1));
+}
+
+/* bookkeeping outside the heap under test, pre-touched */
+static void *book_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void print_stats(const char *when)
+{
+    struct hak_stats st;
+    memset(&st, 0, sizeof st);
+    hak_stats_get(&st);
+    printf("    [%s] hak_stats: mapped %.1f MiB, committed %.1f MiB, in_use %.1f MiB, "
+           "superslabs %zu, slabs %zu\n", when, mib(st.mapped), mib(st.committed),
+           mib(st.in_use), st.superslabs, st.slabs);
+}
+
+static size_t trimmed_rss(void)
+{
+    malloc_trim(0);
+    return rss_bytes();
+}
+
+/* ----------------------------------------------------- a. 512 MiB and back */
+
+#define A_MAX_BLOCKS (2u << 20)
+
+static void test_big_round_trip(void)
+{
+    void **ptrs = book_alloc(A_MAX_BLOCKS * sizeof(void *));
+    /* byte budgets per tier: Tiny 224, Mid 192, Large 64, Huge 32 MiB */
+    size_t budget[4] = { 224 * MiB, 192 * MiB, 64 * MiB, 32 * MiB };
+    const size_t lo[4] = { 1, 1 * KiB + 1, 64 * KiB + 1, 2 * MiB + 1 };
+    const size_t hi[4] = { 1 * KiB, 64 * KiB, 2 * MiB, 8 * MiB };
+    size_t n = 0, total = 0, tier_blocks[4] = { 0 };
+    uint64_t r = 0x5EED5EEDull;
+
+    free(malloc(1));                   /* initialise the allocator first */
+    size_t base = trimmed_rss();
+
+    while (n < A_MAX_BLOCKS) {
+        size_t left = budget[0] + budget[1] + budget[2] + budget[3];
+        if (left == 0) break;
+        /* pick a tier with probability proportional to its remaining count */
+        double w[4], sum = 0;
+        for (int k = 0; k < 4; k++) {
+            w[k] = budget[k] ? (double)budget[k] / (double)((lo[k] + hi[k]) / 2) : 0.0;
+            sum += w[k];
+        }
+        double x = (double)(rng_next(&r) % 1000000) / 1e6 * sum;
+        int t = 0;
+        while (t < 3 && x >= w[t]) {
+            x -= w[t];
+            t++;
+        }
+        while (budget[t] == 0) t = (t + 1) % 4;
+        size_t s = rand_range(&r, lo[t], hi[t]);
+        if (s > budget[t]) s = budget[t] < lo[t] ? lo[t] : budget[t];
+        budget[t] = s >= budget[t] ? 0 : budget[t] - s;
+        void *p = malloc(s);
+        if (!p) {
+            CHECK(p != NULL, "malloc(%zu) failed", s);
+            break;
+        }
+        memset(p, (int)(n & 0xff) | 1, s);     /* touch every page */
+        ptrs[n++] = p;
+        total += s;
+        tier_blocks[t]++;
+    }
+    size_t peak = rss_bytes();
+    print_stats("a: peak");
+
+    /* free in random order */
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(rng_next(&r) % i);
+        void *tmp = ptrs[i - 1];
+        ptrs[i - 1] = ptrs[j];
+        ptrs[j] = tmp;
+    }
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+    size_t after_free = rss_bytes();
+    size_t after = trimmed_rss();
+    print_stats("a: after trim");
+    long long growth = (long long)after - (long long)base;
+    printf("a. round trip: %zu blocks (tiny %zu, mid %zu, large %zu, huge %zu), %.1f MiB requested; "
+           "RSS baseline %.1f MiB, peak %.1f MiB, after free %.1f MiB, after malloc_trim %.1f MiB "
+           "(%+.1f MiB)\n", n, tier_blocks[0], tier_blocks[1], tier_blocks[2], tier_blocks[3],
+           mib(total), mib(base), mib(peak), mib(after_free), mib(after), mibd(growth));
+    CHECK(total >= 500 * MiB, "only %.1f MiB allocated", mib(total));
+    CHECK(peak >= base + 400 * MiB, "peak RSS %.1f MiB does not reflect the touched blocks", mib(peak));
+    CHECK(growth <= (long long)(12 * MiB), "RSS after free+trim is %.1f MiB above the baseline (limit 12)",
+          mibd(growth));
+    munmap(ptrs, A_MAX_BLOCKS * sizeof(void *));
+}
+
+/* --------------------------------------------------------- b. thread churn */
+
+#define B_ALIVE 4
+
+static void *churn_thread(void *arg)
+{
+    uint64_t r = 0xABCDull + (uintptr_t)arg;
+    enum { MAXB = 65536 };
+    void **blk = malloc(MAXB * sizeof(void *));
+    if (!blk) return (void *)1;
+    size_t total = 0, n = 0;
+    while (total < 4 * MiB && n < MAXB) {
+        size_t s = rand_range(&r, 16, 512);
+        void *p = malloc(s);
+        if (!p) break;
+        memset(p, 0x5A, s);
+        blk[n++] = p;
+        total += s;
+    }
+    for (size_t i = 0; i < n; i += 2) free(blk[i]);     /* free in two passes */
+    for (size_t i = 1; i < n; i += 2) free(blk[i]);
+    free(blk);
+    return total >= 4 * MiB ? NULL : (void *)1;
+}
+
+static int run_threads(long first, long count)
+{
+    pthread_t th[B_ALIVE];
+    int bad = 0;
+    for (long i = 0; i < count; i++) {
+        void *ret = NULL;
+        if (i >= B_ALIVE) {
+            pthread_join(th[i % B_ALIVE], &ret);
+            bad += ret != NULL;
+        }
+        if (pthread_create(&th[i % B_ALIVE], NULL, churn_thread, (void *)(first + i)) != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            exit(1);
+        }
+    }
+    for (long i = count > B_ALIVE ? count - B_ALIVE : 0; i < count; i++) {
+        void *ret = NULL;
+        pthread_join(th[i % B_ALIVE], &ret);
+        bad += ret != NULL;
+    }
+    return bad;
+}
+
+static void test_thread_churn(void)
+{
+    size_t base = trimmed_rss();
+    int bad = run_threads(0, 200);
+    size_t r1 = trimmed_rss();
+    print_stats("b: after 200 threads");
+    bad += run_threads(200, 2000);
+    size_t r2 = trimmed_rss();
+    print_stats("b: after 2200 threads");
+    long long growth = (long long)r2 - (long long)r1;
+    printf("b. thread churn: RSS before %.1f MiB, after 200 threads %.1f MiB, after 2000 more "
+           "%.1f MiB (%+.2f MiB)\n", mib(base), mib(r1), mib(r2), mibd(growth));
+    CHECK(bad == 0, "%d threads could not allocate 4 MiB", bad);
+    CHECK(growth < (long long)(8 * MiB), "RSS grew by %.2f MiB over 2000 threads (limit 8)", mibd(growth));
+}
+
+/* ----------------------------------------------------- c. fragmentation */
+
+#define C_BYTES (256 * MiB)
+#define C_KEEP_EVERY 64
+
+static void test_fragmentation(void)
+{
+    size_t maxb = 4u << 20;
+    void **ptrs = book_alloc(maxb * sizeof(void *));
+    uint64_t r = 0xF7A6ull;
+    size_t base = trimmed_rss();
+    size_t n = 0, total = 0, kept = 0, kept_bytes = 0;
+    /* half of the bytes in Tiny blocks, half in Mid blocks, interleaved */
+    while (total < C_BYTES && n < maxb) {
+        size_t s = (rng_next(&r) % 64 == 0) ? rand_range(&r, 1 * KiB + 1, 64 * KiB)
+                                            : rand_range(&r, 16, 1 * KiB);
+        void *p = malloc(s);
+        if (!p) {
+            CHECK(p != NULL, "malloc(%zu) failed", s);
+            break;
+        }
+        memset(p, 0x33, s);
+        ptrs[n++] = p;
+        total += s;
+    }
+    size_t peak = rss_bytes();
+    for (size_t i = 0; i < n; i++) {
+        if (i % C_KEEP_EVERY == 0) {
+            kept++;
+            kept_bytes += malloc_usable_size(ptrs[i]);
+            continue;
+        }
+        free(ptrs[i]);
+        ptrs[i] = NULL;
+    }
+    size_t after = trimmed_rss();
+    print_stats("c: kept 1/64, after trim");
+    long long inc = (long long)peak - (long long)base, rem = (long long)after - (long long)base;
+    printf("c. fragmentation: %zu blocks, %.1f MiB; kept %zu blocks (%.2f MiB); RSS baseline %.1f MiB, "
+           "peak %.1f MiB (%+.1f), after free+trim %.1f MiB (%+.1f, %.0f%% of the increase)\n",
+           n, mib(total), kept, mib(kept_bytes), mib(base), mib(peak), mibd(inc), mib(after),
+           mibd(rem), inc > 0 ? 100.0 * (double)rem / (double)inc : 0.0);
+    CHECK(inc >= (long long)(C_BYTES / 2), "peak increase %.1f MiB too small", mibd(inc));
+    CHECK(rem * 2 <= inc, "RSS keeps %.1f MiB of a %.1f MiB increase (limit 50%%)", mibd(rem), mibd(inc));
+
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+    size_t end = trimmed_rss();
+    printf("   after freeing the kept blocks too: RSS %.1f MiB\n", mib(end));
+    munmap(ptrs, maxb * sizeof(void *));
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("test_rss: RSS figures from /proc/self/statm\n");
+    test_big_round_trip();
+    test_thread_churn();
+    test_fragmentation();
+    return test_done("test_rss");
+}
