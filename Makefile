@@ -76,3 +76,8 @@ sanitize:
 
 clean:
 	rm -rf $(BUILD)
+
+# Larson under the system allocator and under HAKMEM, side by side.
+.PHONY: demo
+demo:
+	@scripts/demo.sh
