@@ -53,6 +53,12 @@ HAK_API int    hak_trim(size_t pad);
  * reused), 0 otherwise.  Never faults, for any p. */
 HAK_API int    hak_owns(const void *p);
 
+/* Testing: make HAKMEM's OS mapping calls fail with ENOMEM, every Nth call
+ * (every = 0: never) and any call that would take the bytes HAKMEM holds
+ * mapped past budget (0: no limit).  hak_fault_inject(0, 0) turns failures
+ * off again.  HAKMEM_FAULT_EVERY / HAKMEM_FAULT_BUDGET_MB set it at start. */
+HAK_API void   hak_fault_inject(size_t every, size_t budget);
+
 /* Process-wide figures, gathered at the call. */
 struct hak_stats {
     size_t mapped;          /* bytes of address space HAKMEM holds           */

@@ -7,12 +7,8 @@
 
 bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
 {
-    uintptr_t a = (uintptr_t)p, start = (uintptr_t)s->start;
-    if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != HAK_SLAB_ACTIVE)
-        return false;
-    if (a < start || a >= (uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED))
-        return false;
-    return (a - start) % s->bsize == 0;
+    return __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
+           hak_slab_boundary(s, p);
 }
 
 hak_slab_t *hak_block_slab(const void *p, const char *call)
@@ -22,6 +18,10 @@ hak_slab_t *hak_block_slab(const void *p, const char *call)
         hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
         if (hak_slab_block_valid(s, p))
             return s;
+        /* A released slab keeps its start: p was its first block, most
+         * likely a Large block (one per slab) freed before. */
+        if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_FREE && s->start == p)
+            hak_fatal(call, "double free", p);
         break;
     }
     case HAK_REGION_HUGE_HEAD:
@@ -64,11 +64,20 @@ void *hak_calloc_impl(size_t count, size_t size)
     return p;
 }
 
+/* The slab of a live block p (NULL for Huge); aborts on a bad or freed one. */
+static hak_slab_t *live_block_slab(const void *p, const char *call)
+{
+    hak_slab_t *s = hak_block_slab(p, call);
+    if (s != NULL && hak_block_is_free(p))
+        hak_fatal(call, "use after free", p);
+    return s;
+}
+
 size_t hak_usable_impl(const void *p, const char *call)
 {
     if (p == NULL)
         return 0;
-    hak_slab_t *s = hak_block_slab(p, call);
+    hak_slab_t *s = live_block_slab(p, call);
     return s ? s->bsize : hak_huge_usable(p);
 }
 
@@ -80,7 +89,7 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
         hak_free_fast(p, call);
         return NULL;
     }
-    hak_slab_t *s = hak_block_slab(p, call);
+    hak_slab_t *s = live_block_slab(p, call);
     size_t old;
     if (s != NULL) {
         old = s->bsize;

@@ -41,6 +41,20 @@ static __thread uint64_t tls_remote_frees;   /* this thread's, not yet merged */
 
 static void slab_notify(hak_slab_t *s, uintptr_t o, bool may_adopt);
 
+/* The owner value of t's slabs (t->id is only what the fast path compares,
+ * which HAKMEM_CHECK keeps unmatchable). */
+static inline uintptr_t heap_id(const hak_tls_t *t)
+{
+    return t->rec ? (uintptr_t)t->rec : HAK_HEAP_ID_NONE;
+}
+
+/* Where t keeps its current slab of class c: TLS for the fast path, or the
+ * heap record when HAKMEM_CHECK keeps the fast path away from it. */
+static inline hak_slab_t **cur_slot(hak_tls_t *t, unsigned c)
+{
+    return t->rec->check ? &t->rec->cur[c] : &t->cur[c];
+}
+
 /* ---- lists ------------------------------------------------------------------ */
 /* Head stores are relaxed atomics because heap_refill peeks at an abandoned
  * list's head without the lock (a plain mov all the same). */
@@ -68,7 +82,7 @@ static void list_remove(hak_slab_t **head, hak_slab_t *s)
 static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
     switch (s->list) {
-    case HAK_LIST_CUR:     t->cur[s->cls] = &hak_empty_slab; break;
+    case HAK_LIST_CUR:     *cur_slot(t, s->cls) = &hak_empty_slab; break;
     case HAK_LIST_PARTIAL: list_remove(&t->rec->partial[s->cls], s); break;
     case HAK_LIST_FULL:    list_remove(&t->rec->full[s->cls], s); break;
     default: break;
@@ -116,9 +130,12 @@ static void slab_carve(hak_slab_t *s)
     char *stop = p + (bs >= CARVE_BYTES ? bs : CARVE_BYTES - CARVE_BYTES % bs);
     if (stop > s->end)
         stop = s->end;
-    for (char *q = p; q + bs < stop; q += bs)
+    for (char *q = p; q + bs < stop; q += bs) {
         ((hak_block_t *)q)->next = (hak_block_t *)(q + bs);
+        ((hak_block_t *)q)->mark = hak_mark_of(q);
+    }
     ((hak_block_t *)(stop - bs))->next = s->free;
+    ((hak_block_t *)(stop - bs))->mark = hak_mark_of(stop - bs);
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
 }
@@ -198,7 +215,7 @@ static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
         if (s->list == HAK_LIST_ABANDONED)
             list_remove(&abandoned[s->cls], s);
         s->list = HAK_LIST_NONE;
-        atomic_store(&s->owner, t->id);
+        atomic_store(&s->owner, heap_id(t));
     }
     hak_unlock(&hak_own_lock);
     return ok;
@@ -268,6 +285,8 @@ static hak_heap_rec_t *rec_alloc(void)
     /* pending and notifiers are left alone: a late notifier of the previous
      * thread may still be touching them (and will find it owns nothing). */
     r->next_free = NULL;
+    for (unsigned c = 0; c < HAK_NCLASS; c++)
+        r->cur[c] = &hak_empty_slab;
     memset(r->partial, 0, sizeof r->partial);
     memset(r->full, 0, sizeof r->full);
     return r;
@@ -279,8 +298,9 @@ static bool heap_init(hak_tls_t *t)
     hak_heap_rec_t *r = rec_alloc();
     if (r == NULL)
         return false;
+    r->check = hak_options[HAK_OPT_CHECK] != 0;
     t->rec = r;
-    t->id = (uintptr_t)r;
+    t->id = r->check ? HAK_HEAP_ID_NONE : (uintptr_t)r;
     hak_stat_add(HAK_STAT_THREADS_STARTED, 1);
     /* Last, because it may allocate: the heap works by now. */
     if (atomic_load(&heap_key_ready))
@@ -296,7 +316,7 @@ static void heap_process_pending(hak_tls_t *t, bool may_adopt)
         hak_slab_t *next = s->pending_next;
         atomic_store(&s->pending, 0);
         uintptr_t o = atomic_load(&s->owner);
-        if (o == t->id) {
+        if (o == heap_id(t)) {
             slab_drain(s);
             if (s->list == HAK_LIST_FULL && s->free) {
                 list_remove(&t->rec->full[s->cls], s);
@@ -322,13 +342,13 @@ static void slab_retire(hak_tls_t *t, hak_slab_t *s)
 void hak_heap_thread_exit(void *arg)
 {
     hak_tls_t *t = &hak_tls;
-    if (t->id == HAK_HEAP_ID_NONE || t->rec != arg)
+    if (t->rec == NULL || t->rec != arg)
         return;
     hak_heap_rec_t *r = t->rec;
     heap_process_pending(t, false);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
-        if (t->cur[c] != &hak_empty_slab)
-            slab_retire(t, t->cur[c]);
+        if (*cur_slot(t, c) != &hak_empty_slab)
+            slab_retire(t, *cur_slot(t, c));
         while (r->partial[c])
             slab_retire(t, r->partial[c]);
         while (r->full[c])
@@ -359,7 +379,7 @@ void hak_heap_process_init(void)
 /* ---- allocation slow path --------------------------------------------------------- */
 static void make_cur(hak_tls_t *t, hak_slab_t *s)
 {
-    t->cur[s->cls] = s;
+    *cur_slot(t, s->cls) = s;
     s->list = HAK_LIST_CUR;
 }
 
@@ -368,11 +388,11 @@ static void make_cur(hak_tls_t *t, hak_slab_t *s)
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
-    hak_slab_t *s = t->cur[cls];
+    hak_slab_t *s = *cur_slot(t, cls);
     if (atomic_load_explicit(&r->pending, memory_order_relaxed))
         heap_process_pending(t, true);
     if (s != &hak_empty_slab) {
-        t->cur[cls] = &hak_empty_slab;
+        *cur_slot(t, cls) = &hak_empty_slab;
         s->list = HAK_LIST_NONE;
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
@@ -393,7 +413,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         if (s) {
             list_remove(&abandoned[cls], s);
             s->list = HAK_LIST_NONE;
-            atomic_store(&s->owner, t->id);
+            atomic_store(&s->owner, heap_id(t));
         }
         hak_unlock(&hak_own_lock);
         if (s == NULL)
@@ -403,12 +423,22 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             return s;
         }
     }
-    s = hak_pool_slab_alloc(cls, t->id);
+    s = hak_pool_slab_alloc(cls, heap_id(t));
     if (s == NULL)
         return NULL;
     slab_carve(s);
     make_cur(t, s);
     return s;
+}
+
+/* HAKMEM_CHECK: a block about to be handed out must still carry its free
+ * mark and link to a block of the same slab; otherwise something wrote to it
+ * after it was freed. */
+static void check_free_block(const hak_slab_t *s, const hak_block_t *b)
+{
+    if (!hak_slab_block_valid(s, b) || !hak_block_is_free(b) ||
+        (b->next != NULL && !hak_slab_block_valid(s, b->next)))
+        hak_fatal("malloc", "heap corruption (freed block modified)", b);
 }
 
 void *hak_alloc_class(unsigned cls)
@@ -417,13 +447,18 @@ void *hak_alloc_class(unsigned cls)
     hak_slab_t *s = t->cur[cls];
     hak_block_t *b = s->free;
     if (b == NULL) {
-        if ((t->id == HAK_HEAP_ID_NONE && !heap_init(t)) || (s = heap_refill(t, cls)) == NULL) {
-            errno = ENOMEM;
-            return NULL;
+        if ((t->rec == NULL && !heap_init(t)) || (s = *cur_slot(t, cls))->free == NULL) {
+            if ((s = heap_refill(t, cls)) == NULL) {
+                errno = ENOMEM;
+                return NULL;
+            }
         }
         b = s->free;
+        if (t->rec->check)
+            check_free_block(s, b);
     }
     s->free = b->next;
+    b->mark = 0;
     s->used++;
     return b;
 }
@@ -474,7 +509,7 @@ static void slab_notify(hak_slab_t *s, uintptr_t o, bool may_adopt)
     for (;;) {
         if (o == 0) {
             hak_tls_t *t = &hak_tls;
-            if (may_adopt && (t->id != HAK_HEAP_ID_NONE || heap_init(t))) {
+            if (may_adopt && (t->rec != NULL || heap_init(t))) {
                 if (slab_adopt(t, s))
                     slab_place(t, s);
                 else if ((o = atomic_load(&s->owner)) != 0)
@@ -511,15 +546,17 @@ void hak_free_slow(void *p, const char *call)
         hak_huge_free(p, call);
         return;
     }
+    if (hak_block_is_free(p))
+        hak_fatal(call, "double free", p);
     hak_tls_t *t = &hak_tls;
     for (;;) {
         uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
-        if (o == t->id) {
+        if (o == heap_id(t)) {
             hak_slab_free_local(s, p);
             return;
         }
         if (o == 0) {
-            if (t->id != HAK_HEAP_ID_NONE || heap_init(t)) {
+            if (t->rec != NULL || heap_init(t)) {
                 if (slab_adopt(t, s)) {
                     slab_place(t, s);
                     hak_slab_free_local(s, p);
@@ -527,12 +564,14 @@ void hak_free_slow(void *p, const char *call)
                 }
                 continue;               /* adopted by someone else meanwhile */
             }
+            ((hak_block_t *)p)->mark = hak_mark_of(p);
             remote_push(s, p);          /* no heap (out of memory): leave it queued */
             slab_orphan_to_abandoned(s);
             return;
         }
         if (o & REC_ALIGN_MASK)          /* every block of a dying slab is free */
             hak_fatal(call, "double free", p);
+        ((hak_block_t *)p)->mark = hak_mark_of(p);
         remote_push(s, p);
         if (atomic_load(&s->in_full))
             slab_notify(s, o, true);
@@ -545,10 +584,10 @@ int hak_heap_trim(void)
 {
     hak_tls_t *t = &hak_tls;
     int released = 0;
-    if (t->id != HAK_HEAP_ID_NONE) {
+    if (t->rec != NULL) {
         heap_process_pending(t, true);
         for (unsigned c = 0; c < HAK_NCLASS; c++) {
-            hak_slab_t *s = t->cur[c];
+            hak_slab_t *s = *cur_slot(t, c);
             if (s != &hak_empty_slab) {
                 slab_drain(s);
                 if (s->used == 0) {
@@ -571,7 +610,7 @@ int hak_heap_trim(void)
     }
     /* Abandoned slabs whose blocks have all come back: draining needs an
      * owner, so take them all, release the empty ones, abandon the rest. */
-    if (t->id == HAK_HEAP_ID_NONE)
+    if (t->rec == NULL)
         return released;
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_lock(&hak_own_lock);
@@ -579,7 +618,7 @@ int hak_heap_trim(void)
         __atomic_store_n(&abandoned[c], NULL, __ATOMIC_RELAXED);
         for (hak_slab_t *s = list; s; s = s->next) {
             s->list = HAK_LIST_NONE;
-            atomic_store(&s->owner, t->id);
+            atomic_store(&s->owner, heap_id(t));
         }
         hak_unlock(&hak_own_lock);
         while (list) {
@@ -625,8 +664,8 @@ void hak_heap_fork_child(void)
     hak_lock_reset(&hak_own_lock);
     hak_lock_reset(&hak_rec_lock);
     memset(abandoned, 0, sizeof abandoned);
-    hak_pool_visit(fork_fixup, (void *)t->id);
-    if (t->id != HAK_HEAP_ID_NONE) {
+    hak_pool_visit(fork_fixup, (void *)heap_id(t));
+    if (t->rec != NULL) {
         atomic_store(&t->rec->pending, NULL);
         atomic_store(&t->rec->notifiers, 0);
         for (unsigned c = 0; c < HAK_NCLASS; c++) {

@@ -9,9 +9,7 @@
  * HUGE_BODY, where no block starts.  Free finds the header from the address
  * and checks that it names this very pointer.
  */
-#define _GNU_SOURCE
 #include <errno.h>
-#include <sys/mman.h>
 #include "types.h"
 
 #define HUGE_MAGIC 0x48414b4d48554745ull   /* "HAKMHUGE" */
@@ -113,8 +111,7 @@ void *hak_huge_realloc_inplace(void *p, size_t n)
         return NULL;
     size_t need = round_up(off + n, HAK_SS_SIZE);
     if (need > h->map_size) {
-        void *q = mremap(h, h->map_size, need, 0);
-        if (q == MAP_FAILED)
+        if (!hak_os_grow(h, h->map_size, need))
             return NULL;
         for (char *c = (char *)h + h->map_size; c < (char *)h + need; c += HAK_SS_SIZE)
             __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT], HAK_REGION_HUGE_BODY,

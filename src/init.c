@@ -5,7 +5,14 @@
  * their defaults and no structure needs setting up, so a malloc made by
  * pthread_key_create or pthread_atfork during initialisation just works. */
 #include <pthread.h>
+#include <string.h>
+#include <sys/auxv.h>
 #include "types.h"
+
+/* The secret in every free mark.  Until initialisation reads the kernel's
+ * random bytes it is a fixed odd constant; blocks freed before that simply
+ * stop looking free afterwards, which is safe. */
+uintptr_t hak_free_key = 0x9e3779b97f4a7c15u;
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static _Atomic int init_state;
@@ -40,6 +47,13 @@ static void init_slow(void)
     if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
         atomic_store(&init_thread, (void *)&init_marker);
         hak_options_init();
+        hak_os_fault_init();
+        const void *rnd = (const void *)getauxval(AT_RANDOM);  /* 16 bytes, unaligned */
+        if (rnd) {
+            uintptr_t key;
+            memcpy(&key, rnd, sizeof key);
+            hak_free_key = key | 1;
+        }
         hak_heap_process_init();
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&init_state, INIT_DONE, memory_order_release);

@@ -1,21 +1,55 @@
-/* Every call HAKMEM makes to the OS for memory: map, unmap, purge, time. */
+/* Every call HAKMEM makes to the OS for memory: map, unmap, purge, grow, and
+ * the fault injection that tests use to make mapping fail. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
+#include "hakmem.h"
 #include "types.h"
+
+static _Atomic size_t fault_every;    /* fail every Nth mapping call (0: never) */
+static _Atomic size_t fault_budget;   /* fail past this many bytes mapped (0: no limit) */
+static _Atomic size_t fault_calls;
+static _Atomic size_t mapped_bytes;   /* currently mapped by HAKMEM */
+
+void hak_fault_inject(size_t every, size_t budget)
+{
+    atomic_store(&fault_every, every);
+    atomic_store(&fault_budget, budget);
+    atomic_store(&fault_calls, 0);
+}
+
+void hak_os_fault_init(void)
+{
+    size_t mb = (size_t)hak_options[HAK_OPT_FAULT_BUDGET_MB];
+    hak_fault_inject((size_t)hak_options[HAK_OPT_FAULT_EVERY], mb << 20);
+}
+
+/* true if this mapping of size bytes is to fail (tests only). */
+static bool fault(size_t size)
+{
+    size_t every = atomic_load_explicit(&fault_every, memory_order_relaxed);
+    size_t budget = atomic_load_explicit(&fault_budget, memory_order_relaxed);
+    if (HAK_LIKELY(every == 0 && budget == 0))
+        return false;
+    if (every && atomic_fetch_add(&fault_calls, 1) % every == every - 1)
+        return true;
+    return budget && atomic_load(&mapped_bytes) + size > budget;
+}
 
 void *hak_os_map(size_t size, bool reserve_only)
 {
     /* Reservations (arenas of SuperSlabs) are NORESERVE: pages are committed
      * when touched, and purged pages stop counting again. */
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | (reserve_only ? MAP_NORESERVE : 0);
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *p = fault(size) ? MAP_FAILED
+                          : mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) {
         errno = ENOMEM;
         return NULL;
     }
+    atomic_fetch_add_explicit(&mapped_bytes, size, memory_order_relaxed);
     hak_stat_add(HAK_STAT_OS_MAPS, 1);
     return p;
 }
@@ -25,6 +59,7 @@ void hak_os_unmap(void *p, size_t size)
     if (size == 0)
         return;
     munmap(p, size);
+    atomic_fetch_sub_explicit(&mapped_bytes, size, memory_order_relaxed);
     hak_stat_add(HAK_STAT_OS_UNMAPS, 1);
 }
 
@@ -34,6 +69,16 @@ void hak_os_purge(void *p, size_t size)
      * stays true); its pages read back as zero. */
     madvise(p, size, MADV_DONTNEED);
     hak_stat_add(HAK_STAT_OS_PURGES, 1);
+}
+
+/* Grows the mapping [p, p + old_size) in place, if the address space above
+ * it is free. */
+bool hak_os_grow(void *p, size_t old_size, size_t new_size)
+{
+    if (fault(new_size - old_size) || mremap(p, old_size, new_size, 0) == MAP_FAILED)
+        return false;
+    atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size, memory_order_relaxed);
+    return true;
 }
 
 /* Maps size bytes at an address p aligned to HAK_SS_SIZE with
@@ -52,10 +97,10 @@ void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_
     uintptr_t r = (uintptr_t)raw;
     uintptr_t p = ((r + offset + a - 1) & ~(uintptr_t)(a - 1)) - offset;
     if (p > r)
-        munmap(raw, p - r);
+        hak_os_unmap(raw, p - r);
     size_t tail = (r + size + a) - (p + size);
     if (tail)
-        munmap((char *)p + size, tail);
+        hak_os_unmap((char *)p + size, tail);
     return (void *)p;
 }
 

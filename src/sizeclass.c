@@ -1,10 +1,11 @@
 /* Size classes: the one table of block sizes and slab shapes.
  *
- * Tiny (<= 1 KiB): 8, then steps of 16 up to 128, then four classes per
+ * Tiny (<= 1 KiB): steps of 16 up to 128, then four classes per
  * doubling; Mid (<= 64 KiB) and Large (<= 2 MiB): four classes per doubling.
  * Four per doubling keeps the unused tail under 20% of a block (a 1025-byte
  * request gets 1280), against up to 50% for powers of two.  Every size >= 16 is a multiple of 16,
- * so blocks carved from a page-aligned slab start are 16-byte aligned, and
+ * so blocks carved from a page-aligned slab start are 16-byte aligned (and
+ * every block can hold its free-list link and free mark), and
  * every power of two is a class, which is what aligned allocation uses.
  * Slab shape: Tiny slabs are one 64 KiB page; Mid slabs hold at least 8
  * blocks; Large slabs hold exactly one block.
@@ -12,7 +13,6 @@
 #include "types.h"
 
 const hak_class_info_t hak_classes[HAK_NCLASS] = {
-    {      8,  1},
     {     16,  1},
     {     32,  1},
     {     48,  1},
@@ -81,15 +81,15 @@ const hak_class_info_t hak_classes[HAK_NCLASS] = {
 
 /* Class of a Tiny request n, indexed by (n + 7) / 8. */
 const uint8_t hak_tiny_class[(HAK_TINY_MAX >> 3) + 1] = {
-     0,  0,  1,  2,  2,  3,  3,  4,  4,  5,  5,  6,  6,  7,  7,  8,
-     8,  9,  9,  9,  9, 10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12,
-    12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14,
-    14, 15, 15, 15, 15, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16, 16,
+     0,  0,  0,  1,  1,  2,  2,  3,  3,  4,  4,  5,  5,  6,  6,  7,
+     7,  8,  8,  8,  8,  9,  9,  9,  9, 10, 10, 10, 10, 11, 11, 11,
+    11, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13,
+    13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15,
+    15, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
     16, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17,
     17, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18,
     18, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19,
-    19, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20,
-    20,
+    19,
 };
 
 /* The smallest class that holds n bytes and whose blocks are all aligned to

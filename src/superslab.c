@@ -168,6 +168,8 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->start = (char *)ss + (size_t)first * HAK_PAGE_SIZE;
     s->bump = s->start;
     s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
+    /* One-block slabs: index = offset, so only offset 0 is a block. */
+    s->div = s->end - s->start == bsize ? (uint64_t)1 << 40 : (((uint64_t)1 << 40) + bsize - 1) / bsize;
     s->prev = s->next = NULL;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;

@@ -65,7 +65,7 @@
 #define HAK_TINY_MAX      1024                      /* Tiny:  0 .. 1 KiB      */
 #define HAK_MID_MAX       (64 * 1024)               /* Mid:   .. 64 KiB       */
 #define HAK_LARGE_MAX     (2 * 1024 * 1024)         /* Large: .. 2 MiB        */
-#define HAK_NCLASS        65                        /* 21 tiny, 24 mid, 20 large */
+#define HAK_NCLASS        64                        /* 20 tiny, 24 mid, 20 large */
 #define HAK_SLAB_ALIGN_MAX HAK_PAGE_SIZE            /* slab starts are page aligned */
 
 /* ---- region map kinds ------------------------------------------------------ */
@@ -84,7 +84,16 @@ static inline unsigned hak_region_of(uintptr_t a)
 }
 
 /* ---- blocks and slabs ----------------------------------------------------- */
-typedef struct hak_block { struct hak_block *next; } hak_block_t;
+/* A free block: the free-list link, then the free mark (hak_free_key ^ the
+ * block's address) that catches a second free.  malloc clears the mark, so
+ * every block is at least 16 bytes. */
+typedef struct hak_block {
+    struct hak_block *next;
+    uintptr_t mark;
+} hak_block_t;
+extern uintptr_t hak_free_key HAK_HIDDEN;
+
+static inline uintptr_t hak_mark_of(const void *p) { return hak_free_key ^ (uintptr_t)p; }
 
 enum { HAK_SLAB_FREE = 0, HAK_SLAB_ACTIVE, HAK_SLAB_HEADER };
 enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED };
@@ -95,7 +104,7 @@ typedef struct hak_slab {
     uint32_t used;                  /* owner: blocks out (user's hands + remote) */
     uint32_t bsize;                 /* block size                                */
     char *bump;                     /* owner: first never-carved block           */
-    char *end;                      /* end of the last whole block               */
+    uint64_t div;                   /* ceil(2^40 / bsize): block index by multiply */
     _Atomic uintptr_t owner;        /* heap record address, 0 = none             */
     char *start;                    /* first block (page aligned)                */
     uint8_t cls;                    /* size class                                */
@@ -108,6 +117,7 @@ typedef struct hak_slab {
     _Atomic uint8_t pending;        /* 1 while on (or being pushed to) a pending stack */
     struct hak_slab *pending_next;  /* link on the owner's pending stack         */
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
+    char *end;                      /* end of the last whole block               */
 } __attribute__((aligned(64))) hak_slab_t;
 
 _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
@@ -138,6 +148,16 @@ static inline hak_slab_t *hak_slab_of(hak_superslab_t *ss, const void *p)
     return &ss->slabs[ss->first_page[page]];
 }
 
+/* p is the start of a block of s that has been carved: at a block boundary
+ * below the bump pointer.  No division: the index comes from a multiply by
+ * div (exact while offset * bsize < 2^40, which every slab shape keeps). */
+static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
+{
+    uintptr_t off = (uintptr_t)p - (uintptr_t)s->start;
+    return off < (uintptr_t)(__atomic_load_n(&s->bump, __ATOMIC_RELAXED) - s->start) &&
+           ((off * s->div) >> 40) * s->bsize == off;
+}
+
 /* ---- heaps ------------------------------------------------------------------ */
 /* The shared part of a thread's heap.  Records are recycled, never unmapped:
  * a thread that read a stale owner may still touch pending and notifiers. */
@@ -146,17 +166,22 @@ typedef struct hak_heap_rec {
     _Atomic int notifiers;          /* threads between reading owner and pushing */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
     /* owner thread only: */
+    bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
+    hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
     hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out       */
     hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
 } __attribute__((aligned(64))) hak_heap_rec_t;
 
 #define HAK_HEAP_ID_NONE ((uintptr_t)1) /* never a record address, never 0 */
 
-/* The thread-local part: just what the fast paths read. */
+/* The thread-local part: just what the fast paths read.  With HAKMEM_CHECK
+ * the fast paths are switched off without a test of their own: cur stays
+ * all hak_empty_slab and id stays HAK_HEAP_ID_NONE, so every call reaches
+ * the checking slow paths; rec is the heap either way. */
 typedef struct hak_tls {
     hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
     uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
-    hak_heap_rec_t *rec;
+    hak_heap_rec_t *rec;            /* this thread's heap, NULL before first use */
 } hak_tls_t;
 
 extern __thread hak_tls_t hak_tls HAK_HIDDEN __attribute__((tls_model("initial-exec")));
@@ -173,7 +198,7 @@ static inline unsigned hak_class_of(size_t n)   /* n <= HAK_LARGE_MAX */
         return hak_tiny_class[(n + 7) >> 3];
     size_t m = n - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(m);     /* 2^b <= m < 2^(b+1) */
-    return 21u + (b - 10u) * 4u + (unsigned)((m >> (b - 2)) & 3u);
+    return 20u + (b - 10u) * 4u + (unsigned)((m >> (b - 2)) & 3u);
 }
 HAK_HIDDEN int hak_class_for_aligned(size_t n, size_t align);
 
@@ -193,6 +218,8 @@ HAK_HIDDEN void *hak_os_map(size_t size, bool reserve_only);
 HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
 HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
 HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_only);
+HAK_HIDDEN bool  hak_os_grow(void *p, size_t old_size, size_t new_size);
+HAK_HIDDEN void  hak_os_fault_init(void);
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
 
@@ -236,6 +263,11 @@ HAK_HIDDEN void  *hak_huge_realloc_inplace(void *p, size_t n);
  * for a pointer that is not a block HAKMEM handed out. */
 HAK_HIDDEN hak_slab_t *hak_block_slab(const void *p, const char *call);
 HAK_HIDDEN bool hak_slab_block_valid(const hak_slab_t *s, const void *p);
+/* A freed block's mark is intact: p is (with certainty up to 2^-64) free. */
+static inline bool hak_block_is_free(const void *p)
+{
+    return ((const hak_block_t *)p)->mark == hak_mark_of(p);
+}
 
 /* ---- process init and options (init.c, options.c) ----------------------------- */
 HAK_HIDDEN void hak_init(void);
@@ -245,7 +277,13 @@ HAK_HIDDEN void hak_init(void);
 #define HAK_OPTION_TABLE(X)                                                        \
     X(RETAIN_MS, "HAKMEM_RETAIN_MS", 100, 0, 600000,                               \
       "milliseconds a free page stays resident before it is returned to the OS")   \
-    X(STATS, "HAKMEM_STATS", 0, 0, 1, "1: print statistics to stderr at exit")
+    X(STATS, "HAKMEM_STATS", 0, 0, 1, "1: print statistics to stderr at exit")               \
+    X(CHECK, "HAKMEM_CHECK", 0, 0, 1,                                              \
+      "1: check every call (double free, use after free, heap corruption); slower") \
+    X(FAULT_EVERY, "HAKMEM_FAULT_EVERY", 0, 0, 1000000000,                         \
+      "testing: fail every Nth OS mapping call with ENOMEM (0: never)")            \
+    X(FAULT_BUDGET_MB, "HAKMEM_FAULT_BUDGET_MB", 0, 0, 1000000000,                 \
+      "testing: fail OS mappings beyond this many MiB mapped (0: no limit)")
 #define HAK_OPTION_ID(id, ...) HAK_OPT_##id,
 enum { HAK_OPTION_TABLE(HAK_OPTION_ID) HAK_OPT_COUNT };
 #undef HAK_OPTION_ID
