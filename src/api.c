@@ -47,7 +47,7 @@ void *hak_alloc_aligned(size_t align, size_t n)
      * align has every block aligned. */
     if (align <= HAK_SLAB_ALIGN_MAX && n <= HAK_LARGE_MAX)
         return hak_alloc_class((unsigned)hak_class_for_aligned(n, align));
-    return hak_huge_alloc(n, align);
+    return hak_huge_alloc(n, align, false);
 }
 
 void *hak_calloc_impl(size_t count, size_t size)
@@ -57,10 +57,16 @@ void *hak_calloc_impl(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (n > HAK_LARGE_MAX)
+        return hak_huge_alloc(n, 0, true);
     void *p = hak_malloc_fast(n);
-    /* A Huge block is a fresh mapping, already zero. */
-    if (p != NULL && n <= HAK_LARGE_MAX)
-        memset(p, 0, n);
+    if (p == NULL)
+        return p;
+    /* A Large block is the only block of its slab: if the slab was made of
+     * pages that read as zero, so does the block. */
+    if (n > HAK_MID_MAX && hak_slab_of(hak_ss_of(p), p)->zeroed)
+        return p;
+    memset(p, 0, n);
     return p;
 }
 
@@ -97,8 +103,11 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
             return p;
     } else {
         old = hak_huge_usable(p);
-        if (n > HAK_LARGE_MAX && hak_huge_realloc_inplace(p, n))
-            return p;
+        if (n > HAK_LARGE_MAX) {
+            void *q = hak_huge_realloc(p, n);
+            if (q != NULL)
+                return q;
+        }
     }
     void *q = hak_malloc_fast(n);
     if (q == NULL)
@@ -181,7 +190,7 @@ void *hak_pvalloc(size_t size)
 
 int hak_trim(size_t pad)
 {
-    int released = hak_heap_trim();
+    int released = hak_heap_trim() | hak_huge_trim();
     return hak_pool_trim() | released;
 }
 

@@ -119,6 +119,7 @@ static void slab_drain(hak_slab_t *s)
     s->free = list;
     hak_assert(s->used >= n);
     s->used -= n;
+    s->zeroed = 0;                  /* blocks come back dirty */
 }
 
 /* Links the next CARVE_BYTES of never-used blocks into the free list.
@@ -466,7 +467,7 @@ void *hak_alloc_class(unsigned cls)
 void *hak_alloc_slow(size_t n)
 {
     if (n > HAK_LARGE_MAX)
-        return hak_huge_alloc(n, 0);
+        return hak_huge_alloc(n, 0, false);
     return hak_alloc_class(hak_class_of(n));
 }
 

@@ -8,17 +8,32 @@
  * chunk below, for alignments of 4 MiB and more); the other chunks are
  * HUGE_BODY, where no block starts.  Free finds the header from the address
  * and checks that it names this very pointer.
+ *
+ * A few freed mappings (plain alignment, up to CACHE_BYTES in all) are kept
+ * for HAKMEM_RETAIN_MS and reused by Huge allocations that fit them, so a
+ * program that allocates and frees big buffers in a loop does not pay for
+ * mapping and faulting them in every time.
  */
 #include <errno.h>
+#include <string.h>
 #include "types.h"
 
 #define HUGE_MAGIC 0x48414b4d48554745ull   /* "HAKMHUGE" */
+#define CACHE_SLOTS 8
+#define CACHE_BYTES ((size_t)64 << 20)
+#define CACHE_MAX_BLOCK ((size_t)32 << 20)
+
+hak_lock_t hak_huge_lock;                   /* the cache */
+static struct { char *h; size_t map_size; uint64_t freed_ms; } cache[CACHE_SLOTS];
+static unsigned cache_n;
+static size_t cache_bytes;
 
 typedef struct {
     uint64_t magic;
     size_t map_size;     /* bytes mapped from the header on, whole chunks */
     char *user;          /* the block                                      */
     size_t usable;       /* bytes usable from user on                      */
+    size_t align;        /* alignment asked for (at least 16)              */
 } huge_hdr_t;
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
@@ -52,7 +67,74 @@ static huge_hdr_t *huge_header(const void *p)
     return h->magic == HUGE_MAGIC && h->user == p ? h : NULL;
 }
 
-void *hak_huge_alloc(size_t n, size_t align)
+/* Unmaps cached mappings freed more than HAKMEM_RETAIN_MS ago (all if
+ * `all`); the caller holds hak_huge_lock. */
+static void cache_expire(bool all)
+{
+    uint64_t now = hak_now_ms(), retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    for (unsigned i = 0; i < cache_n;) {
+        if (all || now - cache[i].freed_ms >= retain) {
+            map_clear(cache[i].h, cache[i].h + cache[i].map_size);
+            hak_os_unmap(cache[i].h, cache[i].map_size);
+            cache_bytes -= cache[i].map_size;
+            cache[i] = cache[--cache_n];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* The smallest cached mapping of at least map_size bytes. */
+static char *cache_take(size_t map_size, size_t *got)
+{
+    char *h = NULL;
+    hak_lock(&hak_huge_lock);
+    cache_expire(false);
+    unsigned best = CACHE_SLOTS;
+    for (unsigned i = 0; i < cache_n; i++)
+        if (cache[i].map_size >= map_size &&
+            (best == CACHE_SLOTS || cache[i].map_size < cache[best].map_size))
+            best = i;
+    if (best != CACHE_SLOTS) {
+        h = cache[best].h;
+        *got = cache[best].map_size;
+        cache_bytes -= *got;
+        cache[best] = cache[--cache_n];
+    }
+    hak_unlock(&hak_huge_lock);
+    return h;
+}
+
+/* Keeps a freed mapping for reuse; false if it does not fit the cache. */
+static bool cache_put(char *h, size_t map_size)
+{
+    bool kept = false;
+    if (map_size > CACHE_MAX_BLOCK)
+        return false;
+    hak_lock(&hak_huge_lock);
+    cache_expire(false);
+    if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= CACHE_BYTES) {
+        cache[cache_n].h = h;
+        cache[cache_n].map_size = map_size;
+        cache[cache_n].freed_ms = hak_now_ms();
+        cache_n++;
+        cache_bytes += map_size;
+        kept = true;
+    }
+    hak_unlock(&hak_huge_lock);
+    return kept;
+}
+
+int hak_huge_trim(void)
+{
+    hak_lock(&hak_huge_lock);
+    int released = cache_n != 0;
+    cache_expire(true);
+    hak_unlock(&hak_huge_lock);
+    return released;
+}
+
+void *hak_huge_alloc(size_t n, size_t align, bool zero)
 {
     if (align < 16)
         align = 16;
@@ -62,12 +144,24 @@ void *hak_huge_alloc(size_t n, size_t align)
         return NULL;
     }
     size_t map_size = round_up(off + n, HAK_SS_SIZE);
-    char *h = align > HAK_SS_SIZE ? hak_os_map_aligned(map_size, align, HAK_SS_SIZE, false)
-                                  : hak_os_map_aligned(map_size, HAK_SS_SIZE, 0, false);
-    if (h == NULL)
-        return NULL;
+    char *h = NULL;
+    size_t need = map_size;
+    if (off == 64 && (h = cache_take(need, &map_size)) != NULL) {
+        if (zero)
+            memset(h + off, 0, n);  /* a fresh mapping would be zero already */
+        /* A bigger mapping than needed: the block may grow into it later
+         * (realloc in place); its unused pages leave RSS now. */
+        if (map_size > need)
+            hak_os_purge(h + need, map_size - need);
+    } else {
+        h = align > HAK_SS_SIZE ? hak_os_map_aligned(map_size, align, HAK_SS_SIZE, false)
+                                : hak_os_map_aligned(map_size, HAK_SS_SIZE, 0, false);
+        if (h == NULL)
+            return NULL;
+    }
     huge_hdr_t *hdr = (huge_hdr_t *)h;
     hdr->magic = HUGE_MAGIC;
+    hdr->align = align;
     hdr->map_size = map_size;
     hdr->user = h + off;
     hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
@@ -85,7 +179,9 @@ void hak_huge_free(void *p, const char *call)
     size_t map_size = h->map_size;
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, (size_t)-1);
     hak_stat_add(HAK_STAT_HUGE_BYTES, (size_t)0 - h->usable);
-    h->magic = 0;
+    h->magic = 0;                   /* now no pointer names this header */
+    if (h->align <= 64 && cache_put((char *)h, map_size))
+        return;
     /* The map entries go before the mapping, so that a new mapping at the
      * same address cannot have its entries wiped by us. */
     map_clear((char *)h, (char *)h + map_size);
@@ -100,30 +196,44 @@ size_t hak_huge_usable(const void *p)
 
 bool hak_huge_owns(const void *p) { return huge_header(p) != NULL; }
 
-/* Resizes a Huge block where it lies: shrinks (unmapping whole chunks no
- * longer needed) or grows into the address space just above, if free.
- * Returns p, or NULL if the block has to move. */
-void *hak_huge_realloc_inplace(void *p, size_t n)
+/* Resizes a Huge block without copying: shrinks in place (unmapping whole
+ * chunks no longer needed), grows in place if the address space above is
+ * free, or else moves the pages (mremap) to a new region aligned as the
+ * block was.  Returns the block, or NULL if it has to be copied. */
+void *hak_huge_realloc(void *p, size_t n)
 {
     huge_hdr_t *h = huge_header(p);
     size_t off = (size_t)(h->user - (char *)h);
     if (n > (SIZE_MAX >> 1) - off)
         return NULL;
     size_t need = round_up(off + n, HAK_SS_SIZE);
+    size_t usable = round_up(off + n, HAK_OS_PAGE) - off;
     if (need > h->map_size) {
-        if (!hak_os_grow(h, h->map_size, need))
-            return NULL;
-        for (char *c = (char *)h + h->map_size; c < (char *)h + need; c += HAK_SS_SIZE)
-            __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT], HAK_REGION_HUGE_BODY,
-                             __ATOMIC_RELAXED);
-        h->map_size = need;
+        if (hak_os_grow(h, h->map_size, need)) {
+            for (char *c = (char *)h + h->map_size; c < (char *)h + need; c += HAK_SS_SIZE)
+                __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT],
+                                 HAK_REGION_HUGE_BODY, __ATOMIC_RELAXED);
+            h->map_size = need;
+        } else {
+            size_t align = h->align > HAK_SS_SIZE ? h->align : HAK_SS_SIZE;
+            size_t old_size = h->map_size;
+            char *old = (char *)h;
+            char *moved = hak_os_move(old, old_size, need, align,
+                                      h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0);
+            if (moved == NULL)
+                return NULL;
+            h = (huge_hdr_t *)moved;
+            h->user = moved + off;
+            h->map_size = need;
+            map_clear(old, old + old_size);
+            map_mark(moved, need, h->user);
+        }
     } else if (need < h->map_size) {
         map_clear((char *)h + need, (char *)h + h->map_size);
         hak_os_unmap((char *)h + need, h->map_size - need);
         h->map_size = need;
     }
-    size_t usable = round_up(off + n, HAK_OS_PAGE) - off;
     hak_stat_add(HAK_STAT_HUGE_BYTES, usable - h->usable);
     h->usable = usable;
-    return p;
+    return h->user;
 }

@@ -26,10 +26,12 @@ static void fork_prepare(void)
     hak_lock(&hak_own_lock);
     hak_lock(&hak_rec_lock);
     hak_pool_lock_all();
+    hak_lock(&hak_huge_lock);
 }
 
 static void fork_parent(void)
 {
+    hak_unlock(&hak_huge_lock);
     hak_pool_unlock_all(false);
     hak_unlock(&hak_rec_lock);
     hak_unlock(&hak_own_lock);
@@ -37,6 +39,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    hak_lock_reset(&hak_huge_lock);
     hak_pool_unlock_all(true);
     hak_heap_fork_child();
 }

@@ -7,10 +7,13 @@
  * free is purged with madvise and stays HAKMEM's, so the region map never
  * has to forget it and a racing reader of a slab descriptor never faults.
  *
- * Free pages stay resident ("dirty") for HAKMEM_RETAIN_MS so that a slab
- * freed and needed again soon costs no page faults; then they are purged.
- * At most one empty SuperSlab is kept dirty; a second is purged at once, so
- * a program that frees everything returns to near its starting RSS.
+ * Free pages stay resident ("dirty") while their SuperSlab is busy, so that
+ * a slab freed and needed again soon costs no page faults; a SuperSlab whose
+ * slabs have not been freed for HAKMEM_RETAIN_MS has its free pages purged,
+ * and beyond DIRTY_MAX of free pages everything free is purged at once.
+ * Empty SuperSlabs stay dirty up to RETAIN_EMPTY of them, or up to half the
+ * bytes in slabs if that is more; one more is purged at once, so a program
+ * that frees everything returns near its starting RSS.
  */
 #include "types.h"
 
@@ -18,12 +21,14 @@ uint8_t hak_region_map[HAK_MAP_ENTRIES];
 
 #define ARENA_SIZE   (16 * HAK_SS_SIZE)
 #define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much */
+#define RETAIN_EMPTY 4                    /* empty SuperSlabs kept resident  */
 #define FULL_PAGES   (~(uint64_t)0)
 
 static hak_lock_t pool_lock;
 static hak_superslab_t *avail_head;       /* SuperSlabs with a free page      */
 static hak_superslab_t *all_head;         /* every SuperSlab carved           */
-static hak_superslab_t *retained_empty;   /* the one empty SuperSlab kept dirty */
+static unsigned empty_dirty_count;        /* SuperSlabs with empty_dirty set  */
+static size_t slab_pages;                 /* pages in slabs, all SuperSlabs   */
 static char *arena_next, *arena_end;      /* carving cursor                   */
 static size_t arena_bytes;                /* address space reserved           */
 static size_t dirty_bytes;                /* free pages not yet purged        */
@@ -89,6 +94,17 @@ static void avail_remove(hak_superslab_t *ss)
     ss->on_avail = 0;
 }
 
+static void set_empty_dirty(hak_superslab_t *ss, bool on)
+{
+    if (ss->empty_dirty == on)
+        return;
+    ss->empty_dirty = on;
+    if (on)
+        empty_dirty_count++;
+    else
+        empty_dirty_count--;
+}
+
 /* Purges every dirty page of ss, one madvise per run. */
 static void ss_purge(hak_superslab_t *ss)
 {
@@ -103,8 +119,7 @@ static void ss_purge(hak_superslab_t *ss)
         dirty_bytes -= (size_t)n * HAK_PAGE_SIZE;
     }
     ss->dirty_pages = 0;
-    if (retained_empty == ss)
-        retained_empty = NULL;
+    set_empty_dirty(ss, false);
 }
 
 static void purge_old(uint64_t now, bool all)
@@ -112,7 +127,18 @@ static void purge_old(uint64_t now, bool all)
     uint64_t retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
     last_purge_ms = now;
     for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
-        if (ss->dirty_pages && (all || now - ss->dirty_since_ms >= retain))
+        if (ss->dirty_pages && (all || now - ss->last_free_ms >= retain))
+            ss_purge(ss);
+}
+
+/* Keeps the empty SuperSlabs left resident within their allowance. */
+static void purge_extra_empty(void)
+{
+    size_t allow = slab_pages * HAK_PAGE_SIZE / 2 / HAK_SS_SIZE;
+    if (allow < RETAIN_EMPTY)
+        allow = RETAIN_EMPTY;
+    for (hak_superslab_t *ss = avail_head; ss && empty_dirty_count > allow; ss = ss->avail_next)
+        if (ss->empty_dirty)
             ss_purge(ss);
 }
 
@@ -205,16 +231,18 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
         first = find_run(ss->used_pages, k);
     }
     uint64_t m = run_mask((unsigned)first, k);
-    if (ss == retained_empty)
-        retained_empty = NULL;
+    set_empty_dirty(ss, false);
     ss->used_pages |= m;
-    if (ss->dirty_pages & m) {
+    slab_pages += k;
+    bool zeroed = (ss->dirty_pages & m) == 0;
+    if (!zeroed) {
         dirty_bytes -= (size_t)__builtin_popcountll(ss->dirty_pages & m) * HAK_PAGE_SIZE;
         ss->dirty_pages &= ~m;
     }
     if (ss->used_pages == FULL_PAGES)
         avail_remove(ss);
     slab_init(ss, (unsigned)first, cls, owner);
+    ss->slabs[first].zeroed = zeroed;
     maybe_purge();
     hak_unlock(&pool_lock);
     return &ss->slabs[first];
@@ -232,18 +260,15 @@ void hak_pool_slab_free(hak_slab_t *s)
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
-    if (ss->dirty_pages == 0)
-        ss->dirty_since_ms = hak_now_ms();
+    ss->last_free_ms = hak_now_ms();
     ss->used_pages &= ~m;
+    slab_pages -= k;
     ss->dirty_pages |= m;
     dirty_bytes += (size_t)k * HAK_PAGE_SIZE;
     avail_add(ss);
-    if (ss->used_pages == 1) {          /* empty: keep one, purge the others */
-        if (retained_empty && retained_empty != ss)
-            ss_purge(ss);
-        else
-            retained_empty = ss;
-    }
+    if (ss->used_pages == 1)
+        set_empty_dirty(ss, true);
+    purge_extra_empty();
     maybe_purge();
     hak_unlock(&pool_lock);
 }

@@ -112,6 +112,7 @@ typedef struct hak_slab {
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
     uint8_t npages;                 /* pages spanned                             */
     _Atomic uint8_t in_full;        /* owner writes; remote freers read          */
+    uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
     /* Second cache line: written by other threads, or rarely. */
     _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
     _Atomic uint8_t pending;        /* 1 while on (or being pushed to) a pending stack */
@@ -128,11 +129,11 @@ typedef struct hak_superslab {
     /* pool lock: */
     uint64_t used_pages;            /* bit i: page i belongs to a slab (bit 0: header) */
     uint64_t dirty_pages;           /* bit i: free page that may still be resident */
-    uint64_t dirty_since_ms;        /* when the oldest dirty page became free    */
+    uint64_t last_free_ms;          /* when a slab of it was last freed          */
     struct hak_superslab *avail_prev, *avail_next; /* SuperSlabs with free pages */
     struct hak_superslab *all_next; /* every SuperSlab ever carved               */
     uint8_t on_avail;
-    uint8_t purged;                 /* whole SuperSlab returned to the OS        */
+    uint8_t empty_dirty;            /* no slab, some pages still resident         */
 } hak_superslab_t;
 
 _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "header fits page 0");
@@ -219,6 +220,7 @@ HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
 HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
 HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_only);
 HAK_HIDDEN bool  hak_os_grow(void *p, size_t old_size, size_t new_size);
+HAK_HIDDEN void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t align, size_t offset);
 HAK_HIDDEN void  hak_os_fault_init(void);
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
@@ -252,11 +254,13 @@ HAK_HIDDEN extern hak_lock_t hak_own_lock;
 HAK_HIDDEN extern hak_lock_t hak_rec_lock;
 
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */
-HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align);
+HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align, bool zero);
+HAK_HIDDEN int    hak_huge_trim(void);
+HAK_HIDDEN extern hak_lock_t hak_huge_lock;
 HAK_HIDDEN void   hak_huge_free(void *p, const char *call);
 HAK_HIDDEN size_t hak_huge_usable(const void *p);
 HAK_HIDDEN bool   hak_huge_owns(const void *p);
-HAK_HIDDEN void  *hak_huge_realloc_inplace(void *p, size_t n);
+HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
 
 /* ---- lookup shared by free, realloc and usable size (api.c) -------------------- */
 /* Returns the slab holding block p, NULL for a Huge block; reports and aborts
