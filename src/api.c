@@ -11,7 +11,7 @@ bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
            hak_slab_boundary(s, p);
 }
 
-hak_slab_t *hak_block_slab(const void *p, const char *call)
+hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed)
 {
     switch (hak_region_of((uintptr_t)p)) {
     case HAK_REGION_SS: {
@@ -21,7 +21,7 @@ hak_slab_t *hak_block_slab(const void *p, const char *call)
         /* A released slab keeps its start: p was its first block, most
          * likely a Large block (one per slab) freed before. */
         if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_FREE && s->start == p)
-            hak_fatal(call, "double free", p);
+            hak_fatal(call, if_freed, p);
         break;
     }
     case HAK_REGION_HUGE_HEAD:
@@ -73,7 +73,7 @@ void *hak_calloc_impl(size_t count, size_t size)
 /* The slab of a live block p (NULL for Huge); aborts on a bad or freed one. */
 static hak_slab_t *live_block_slab(const void *p, const char *call)
 {
-    hak_slab_t *s = hak_block_slab(p, call);
+    hak_slab_t *s = hak_block_slab(p, call, "use after free");
     if (s != NULL && hak_block_is_free(p))
         hak_fatal(call, "use after free", p);
     return s;

@@ -448,11 +448,13 @@ void *hak_alloc_class(unsigned cls)
     hak_slab_t *s = t->cur[cls];
     hak_block_t *b = s->free;
     if (b == NULL) {
-        if ((t->rec == NULL && !heap_init(t)) || (s = *cur_slot(t, cls))->free == NULL) {
-            if ((s = heap_refill(t, cls)) == NULL) {
-                errno = ENOMEM;
-                return NULL;
-            }
+        if (t->rec == NULL && !heap_init(t)) {
+            errno = ENOMEM;             /* no heap record: the OS refused */
+            return NULL;
+        }
+        if ((s = *cur_slot(t, cls))->free == NULL && (s = heap_refill(t, cls)) == NULL) {
+            errno = ENOMEM;
+            return NULL;
         }
         b = s->free;
         if (t->rec->check)
@@ -542,7 +544,7 @@ void hak_free_slow(void *p, const char *call)
 {
     if (p == NULL)
         return;
-    hak_slab_t *s = hak_block_slab(p, call);
+    hak_slab_t *s = hak_block_slab(p, call, "double free");
     if (s == NULL) {
         hak_huge_free(p, call);
         return;

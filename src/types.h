@@ -264,8 +264,9 @@ HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
 
 /* ---- lookup shared by free, realloc and usable size (api.c) -------------------- */
 /* Returns the slab holding block p, NULL for a Huge block; reports and aborts
- * for a pointer that is not a block HAKMEM handed out. */
-HAK_HIDDEN hak_slab_t *hak_block_slab(const void *p, const char *call);
+ * for a pointer that is not a block HAKMEM handed out (with if_freed as the
+ * error when p looks like a block already freed). */
+HAK_HIDDEN hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed);
 HAK_HIDDEN bool hak_slab_block_valid(const hak_slab_t *s, const void *p);
 /* A freed block's mark is intact: p is (with certainty up to 2^-64) free. */
 static inline bool hak_block_is_free(const void *p)

@@ -1,7 +1,16 @@
 /* Bad pointers handed to free/realloc: in a child process each must print
  * exactly one stderr line naming HAKMEM, the call, "invalid pointer" and the
  * pointer (as %p prints it), then die by SIGABRT.  A valid program prints
- * nothing on stderr at all. */
+ * nothing on stderr at all.
+ *
+ * Then misuse of real blocks (double free, interior and unaligned pointers,
+ * realloc and malloc_usable_size of a freed block, a Huge block freed twice):
+ * each must abort with exactly the line "HAKMEM: <call>(): <error> <pointer>",
+ * both in a forked child and in this binary re-executed with HAKMEM_CHECK=1
+ * (read at start-up).  With HAKMEM_CHECK=1 a write into a freed block is
+ * caught when the block is handed out again.  A bad setting is reported in
+ * one line and the program runs on; a correct program under HAKMEM_CHECK=1
+ * exits 0 with nothing on stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
@@ -166,8 +175,325 @@ static void valid_program(void *unused)
     exit(0);    /* normal exit: atexit handlers and destructors run */
 }
 
-int main(void)
+/* ---- misuse of real blocks ------------------------------------------------------ */
+/* Each case allocates a block, writes the pointer the report must name to fd
+ * (as %p prints it, before anything is freed: no allocation may come between
+ * the free and the bad call) and makes the bad call, which must not return. */
+static void report_ptr(int fd, const void *p)
 {
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%p\n", p);
+    if (n > 0 && write(fd, buf, (size_t)n) != n)
+        _exit(98);
+}
+
+static char *filled(size_t n)
+{
+    char *p = malloc(n);
+    if (p == NULL)
+        _exit(97);
+    memset(p, 0x5c, n);
+    return p;
+}
+
+static void double_free(int fd, size_t n)
+{
+    char *p = filled(n);
+    char *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    free(launder(q));
+}
+
+static void free_at(int fd, size_t n, size_t offset)
+{
+    char *p = filled(n);
+    report_ptr(fd, p + offset);
+    free(launder(p + offset));
+}
+
+static void realloc_freed(int fd, size_t n)
+{
+    char *p = filled(n);
+    char *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    (void)launder(realloc(launder(q), 2 * n));
+}
+
+static void usable_freed(int fd, size_t n)
+{
+    char *p = filled(n);
+    char *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    volatile size_t u = malloc_usable_size(launder(q));
+    (void)u;
+}
+
+/* HAKMEM_CHECK=1: the freed block is written to, then its size class is
+ * allocated from until the block would come back. */
+static void write_after_free(int fd, size_t n)
+{
+    char *p = filled(n);
+    char *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    memset(launder(q), 0x41, 32);
+    for (int i = 0; i < 100000; i++)
+        (void)launder(malloc(n));
+}
+
+static void c_df_tiny(int fd) { double_free(fd, 48); }
+static void c_df_mid(int fd) { double_free(fd, 5000); }
+static void c_df_large(int fd) { double_free(fd, 100000); }
+static void c_df_huge(int fd) { double_free(fd, 8u << 20); }
+static void c_df_huge_big(int fd) { double_free(fd, 40u << 20); }
+static void c_in_tiny(int fd) { free_at(fd, 64, 16); }
+static void c_in_mid(int fd) { free_at(fd, 5000, 4096); }
+static void c_in_large(int fd) { free_at(fd, 100000, 65536); }
+static void c_in_huge(int fd) { free_at(fd, 8u << 20, 65536); }
+static void c_un_tiny(int fd) { free_at(fd, 64, 1); }
+static void c_un_mid(int fd) { free_at(fd, 5000, 1); }
+static void c_un_large(int fd) { free_at(fd, 100000, 1); }
+static void c_un_huge(int fd) { free_at(fd, 8u << 20, 1); }
+static void c_ra_tiny(int fd) { realloc_freed(fd, 64); }
+static void c_ra_mid(int fd) { realloc_freed(fd, 5000); }
+static void c_ra_large(int fd) { realloc_freed(fd, 100000); }
+static void c_us_tiny(int fd) { usable_freed(fd, 64); }
+static void c_us_mid(int fd) { usable_freed(fd, 5000); }
+static void c_us_large(int fd) { usable_freed(fd, 100000); }
+static void c_waf_tiny(int fd) { write_after_free(fd, 64); }
+static void c_stack(int fd)
+{
+    char buf[128] __attribute__((aligned(64)));
+    memset(buf, 0, sizeof buf);
+    report_ptr(fd, buf + 64);
+    free(launder(buf + 64));
+}
+static void c_global(int fd)
+{
+    report_ptr(fd, g_buf + 32);
+    free(launder(g_buf + 32));
+}
+
+struct bad_case {
+    const char *name;
+    void (*run)(int fd);
+    const char *call;        /* the call the line must name            */
+    const char *what;        /* the error it must report               */
+    const char *what_too;    /* also accepted (NULL: nothing else)     */
+    int check_only;          /* only with HAKMEM_CHECK=1               */
+};
+
+static const struct bad_case bad_cases[] = {
+    { "double-free-tiny", c_df_tiny, "free", "double free", NULL, 0 },
+    { "double-free-mid", c_df_mid, "free", "double free", NULL, 0 },
+    { "double-free-large", c_df_large, "free", "double free", NULL, 0 },
+    /* A freed Huge block's mapping is gone (or kept unnamed for reuse). */
+    { "double-free-huge", c_df_huge, "free", "invalid pointer", "double free", 0 },
+    { "double-free-huge-40MiB", c_df_huge_big, "free", "invalid pointer", "double free", 0 },
+    { "interior-tiny-p+16", c_in_tiny, "free", "invalid pointer", NULL, 0 },
+    { "interior-mid-p+4096", c_in_mid, "free", "invalid pointer", NULL, 0 },
+    { "interior-large-p+65536", c_in_large, "free", "invalid pointer", NULL, 0 },
+    { "interior-huge-p+65536", c_in_huge, "free", "invalid pointer", NULL, 0 },
+    { "unaligned-tiny-p+1", c_un_tiny, "free", "invalid pointer", NULL, 0 },
+    { "unaligned-mid-p+1", c_un_mid, "free", "invalid pointer", NULL, 0 },
+    { "unaligned-large-p+1", c_un_large, "free", "invalid pointer", NULL, 0 },
+    { "unaligned-huge-p+1", c_un_huge, "free", "invalid pointer", NULL, 0 },
+    { "realloc-freed-tiny", c_ra_tiny, "realloc", "use after free", NULL, 0 },
+    { "realloc-freed-mid", c_ra_mid, "realloc", "use after free", NULL, 0 },
+    { "realloc-freed-large", c_ra_large, "realloc", "use after free", NULL, 0 },
+    { "usable-size-freed-tiny", c_us_tiny, "malloc_usable_size", "use after free", NULL, 0 },
+    { "usable-size-freed-mid", c_us_mid, "malloc_usable_size", "use after free", NULL, 0 },
+    { "usable-size-freed-large", c_us_large, "malloc_usable_size", "use after free", NULL, 0 },
+    { "free-stack", c_stack, "free", "invalid pointer", NULL, 0 },
+    { "free-global", c_global, "free", "invalid pointer", NULL, 0 },
+    { "write-after-free-tiny", c_waf_tiny, "malloc", "heap corruption (freed block modified)", NULL, 1 },
+};
+#define NBAD (sizeof bad_cases / sizeof bad_cases[0])
+
+static const struct bad_case *find_case(const char *name)
+{
+    for (size_t i = 0; i < NBAD; i++)
+        if (strcmp(bad_cases[i].name, name) == 0)
+            return &bad_cases[i];
+    return NULL;
+}
+
+/* Reads fd to EOF into buf (NUL-terminated); returns the length. */
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n > 0) {
+            len += (size_t)n;
+            if (len == cap - 1)
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    buf[len] = 0;
+    return len;
+}
+
+/* Checks a child's end: SIGABRT and exactly the expected line. */
+static void check_report(const char *label, const struct child_result *r, const char *ptr,
+                         const struct bad_case *c)
+{
+    CHECK(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT,
+          "%s: child did not die by SIGABRT (status %#x: %s %d); stderr \"%s\"", label, r->status,
+          WIFSIGNALED(r->status) ? "signal" : "exit code",
+          WIFSIGNALED(r->status) ? WTERMSIG(r->status) : WEXITSTATUS(r->status), r->err);
+    size_t plen = strlen(ptr);
+    CHECK(plen > 3 && ptr[plen - 1] == '\n' && strncmp(ptr, "0x", 2) == 0,
+          "%s: the child named no pointer (\"%s\")", label, ptr);
+    char want[256], want_too[256];
+    snprintf(want, sizeof want, "HAKMEM: %s(): %s %s", c->call, c->what, ptr);
+    snprintf(want_too, sizeof want_too, "HAKMEM: %s(): %s %s", c->call,
+             c->what_too ? c->what_too : c->what, ptr);
+    CHECK(strcmp(r->err, want) == 0 || strcmp(r->err, want_too) == 0,
+          "%s: stderr is \"%s\", expected exactly \"%.*s\"", label, r->err, (int)strlen(want) - 1,
+          want);
+}
+
+struct case_arg {
+    const struct bad_case *c;
+    int fd;
+};
+
+static void run_case_forked(void *arg)
+{
+    struct case_arg *a = arg;
+    a->c->run(a->fd);
+}
+
+/* The case in a forked child of this process (HAKMEM_CHECK as we have it). */
+static void expect_case_forked(const struct bad_case *c)
+{
+    int fds[2];
+    struct child_result r;
+    char label[128], ptr[64];
+    snprintf(label, sizeof label, "%s (forked)", c->name);
+    if (pipe(fds) != 0) {
+        CHECK(0, "%s: pipe failed", label);
+        return;
+    }
+    struct case_arg a = { c, fds[1] };
+    int rc = run_child(run_case_forked, &a, &r);
+    close(fds[1]);
+    read_all(fds[0], ptr, sizeof ptr);
+    close(fds[0]);
+    if (rc != 0) {
+        CHECK(0, "%s: fork/pipe failed", label);
+        return;
+    }
+    check_report(label, &r, ptr, c);
+}
+
+/* Runs this binary again as `self --case name` with the settings in env
+ * (NAME=value strings, NULL-terminated) and no other HAKMEM_*; captures its
+ * stderr into r and its stdout into out. */
+static int run_self(const char *name, char *const env[], struct child_result *r, char *out,
+                    size_t outcap)
+{
+    int errp[2], outp[2];
+    memset(r, 0, sizeof *r);
+    if (pipe(errp) != 0)
+        return -1;
+    if (pipe(outp) != 0) {
+        close(errp[0]);
+        close(errp[1]);
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(errp[0]);
+        close(outp[0]);
+        dup2(errp[1], 2);
+        dup2(outp[1], 1);
+        close(errp[1]);
+        close(outp[1]);
+        struct rlimit rl = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &rl);
+        static const char *const ours[] = { "HAKMEM_RETAIN_MS", "HAKMEM_STATS", "HAKMEM_CHECK",
+                                            "HAKMEM_FAULT_EVERY", "HAKMEM_FAULT_BUDGET_MB" };
+        for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+            unsetenv(ours[i]);
+        for (size_t i = 0; env[i]; i++)
+            putenv(env[i]);
+        char *args[] = { "test_errors", "--case", (char *)name, NULL };
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(errp[1]);
+    close(outp[1]);
+    r->errlen = read_all(errp[0], r->err, sizeof r->err);
+    read_all(outp[0], out, outcap);
+    close(errp[0]);
+    close(outp[0]);
+    while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR) {}
+    return 0;
+}
+
+static char env_check[] = "HAKMEM_CHECK=1";
+static char env_bad_retain[] = "HAKMEM_RETAIN_MS=abc";
+
+/* The case in this binary re-executed with HAKMEM_CHECK=1. */
+static void expect_case_checked(const struct bad_case *c)
+{
+    struct child_result r;
+    char label[128], ptr[64];
+    char *env[] = { env_check, NULL };
+    snprintf(label, sizeof label, "%s (HAKMEM_CHECK=1)", c->name);
+    if (run_self(c->name, env, &r, ptr, sizeof ptr) != 0) {
+        CHECK(0, "%s: fork/pipe failed", label);
+        return;
+    }
+    check_report(label, &r, ptr, c);
+}
+
+/* A program that ran to its end: exit 0 and exactly `want` on stderr. */
+static void expect_clean_run(const char *label, const char *name, char *const env[], const char *want)
+{
+    struct child_result r;
+    char out[256];
+    if (run_self(name, env, &r, out, sizeof out) != 0) {
+        CHECK(0, "%s: fork/pipe failed", label);
+        return;
+    }
+    CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s: status %#x (%s %d); stderr \"%s\"",
+          label, r.status, WIFSIGNALED(r.status) ? "signal" : "exit code",
+          WIFSIGNALED(r.status) ? WTERMSIG(r.status) : WEXITSTATUS(r.status), r.err);
+    CHECK(strcmp(r.err, want) == 0, "%s: stderr \"%s\", expected \"%s\"", label, r.err, want);
+}
+
+/* In the re-executed binary: run one case by name. */
+static int run_case_here(const char *name)
+{
+    alarm(60);
+    if (strcmp(name, "valid") == 0)
+        valid_program(NULL);        /* exits 0 */
+    const struct bad_case *c = find_case(name);
+    if (c == NULL)
+        return 2;
+    c->run(1);
+    return 99;                      /* the bad call returned */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "--case") == 0)
+        return run_case_here(argv[2]);
+
     char stack_buf[256] __attribute__((aligned(64)));
     memset(stack_buf, 0, sizeof stack_buf);
 
@@ -197,5 +523,20 @@ int main(void)
         CHECK(r.errlen == 0, "valid program wrote %zu bytes to stderr: \"%s\"", r.errlen, r.err);
     }
     if (m != MAP_FAILED) munmap(m, len);
+
+    /* Misuse of real blocks, forked as we are and re-executed with HAKMEM_CHECK=1. */
+    for (size_t i = 0; i < NBAD; i++) {
+        if (!bad_cases[i].check_only)
+            expect_case_forked(&bad_cases[i]);
+        expect_case_checked(&bad_cases[i]);
+    }
+
+    /* A bad setting: one line, the default used, the program runs normally. */
+    char *bad_retain[] = { env_bad_retain, NULL };
+    expect_clean_run("HAKMEM_RETAIN_MS=abc", "valid", bad_retain,
+                     "HAKMEM: bad value HAKMEM_RETAIN_MS=abc (expected 0..600000); using 100\n");
+    /* A correct program under HAKMEM_CHECK=1: nothing to report. */
+    char *checked[] = { env_check, NULL };
+    expect_clean_run("valid program, HAKMEM_CHECK=1", "valid", checked, "");
     return test_done("test_errors");
 }
