@@ -143,7 +143,9 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    size_t map_size = round_up(off + n, HAK_SS_SIZE);
+    /* At least one byte, so that the block starts inside its mapping even
+     * for size 0 at an offset of a whole chunk (alignment >= 4 MiB). */
+    size_t map_size = round_up(off + (n ? n : 1), HAK_SS_SIZE);
     char *h = NULL;
     size_t need = map_size;
     if (off == 64 && (h = cache_take(need, &map_size)) != NULL) {
