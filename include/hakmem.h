@@ -71,7 +71,8 @@ struct hak_stats {
     size_t os_maps;         /* successful OS mapping calls so far              */
     size_t os_unmaps;       /* munmap calls so far                             */
     size_t os_purges;       /* madvise(DONTNEED) calls so far                  */
-    size_t remote_frees;    /* frees of a block owned by another thread        */
+    size_t remote_frees;    /* frees of a block owned by another thread (other
+                               live threads' last few may not be counted yet) */
     size_t threads_started; /* threads that initialised a heap                 */
     size_t threads_exited;  /* threads whose heap was returned                 */
 };

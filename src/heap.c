@@ -36,8 +36,8 @@ static hak_heap_rec_t *rec_free;
 static char *rec_next, *rec_end;
 static pthread_key_t heap_key;
 static _Atomic int heap_key_ready;
-static _Atomic size_t remote_frees_exited;   /* from threads that have exited */
-static __thread uint64_t tls_remote_frees;   /* this thread's, not yet merged */
+static _Atomic size_t remote_frees_counted; /* flushed by threads every 256 */
+static __thread uint64_t tls_remote_frees;   /* this thread's, flushed in 256s */
 
 static void slab_notify(hak_slab_t *s, uintptr_t o, bool may_adopt);
 
@@ -360,7 +360,7 @@ void hak_heap_thread_exit(void *arg)
     while (atomic_load(&r->notifiers))
         hak_os_yield();
     heap_process_pending(t, false);
-    atomic_fetch_add_explicit(&remote_frees_exited, tls_remote_frees, memory_order_relaxed);
+    atomic_fetch_add_explicit(&remote_frees_counted, tls_remote_frees & 255, memory_order_relaxed);
     tls_remote_frees = 0;
     hak_stat_add(HAK_STAT_THREADS_EXITED, 1);
     t->id = HAK_HEAP_ID_NONE;
@@ -500,7 +500,9 @@ static void remote_push(hak_slab_t *s, void *p)
         b->next = head;
     while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, b, memory_order_seq_cst,
                                                   memory_order_relaxed));
-    tls_remote_frees++;
+    /* Counted in batches: a shared counter per remote free would bounce. */
+    if ((++tls_remote_frees & 255) == 0)
+        atomic_fetch_add_explicit(&remote_frees_counted, 256, memory_order_relaxed);
 }
 
 /* A remote block was pushed onto a parked slab owned by o: put the slab on
@@ -685,7 +687,9 @@ void hak_heap_fork_child(void)
     }
 }
 
+/* Up to 255 per live thread (other than the caller) are not counted yet. */
 uint64_t hak_heap_remote_frees(void)
 {
-    return atomic_load_explicit(&remote_frees_exited, memory_order_relaxed) + tls_remote_frees;
+    return atomic_load_explicit(&remote_frees_counted, memory_order_relaxed) +
+           (tls_remote_frees & 255);
 }
