@@ -51,7 +51,7 @@ $(BUILD)/libhakmem.a: $(LIB_OBJS)
 # Benchmarks use only the standard malloc API: the same binary runs under any
 # allocator through LD_PRELOAD.
 benches: $(BENCH_BINS)
-$(BUILD)/bench/%: bench/%.c $(FLAGS_STAMP)
+$(BUILD)/bench/%: bench/%.c bench/common.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -pthread $(WARN) $< -o $@ -lm
 
@@ -81,3 +81,34 @@ clean:
 .PHONY: demo
 demo:
 	@scripts/demo.sh
+
+# HAKMEM side by side with glibc, mimalloc, jemalloc and tcmalloc: writes
+# docs/BENCHMARKS.md and docs/benchmarks.svg (~15 min; QUICK=1: under 2 min).
+.PHONY: bench
+bench:
+	@python3 scripts/bench.py $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
+
+# libFuzzer harness over the hak_* API (clang, ASan+UBSan): builds
+# build/fuzz/fuzz_alloc and fuzzes FUZZ_SECONDS (default 60) from a copy of
+# tests/fuzz/corpus in build/fuzz/; fails on any crash.
+.PHONY: fuzz
+fuzz:
+	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) tests/fuzz/fuzz.sh
+
+# Real programs (python3, gcc/make, git, redis, sqlite3) with and without
+# LD_PRELOAD=build/libhakmem.so: outputs must be identical.
+.PHONY: real
+real: lib
+	@scripts/real_programs.sh
+
+# The long stress run (~10 min): test_stress for 3 minutes, the seeds' Larson
+# commands 20 times each, test_threads and test_fork several times.
+.PHONY: stress
+stress:
+	@scripts/stress.sh
+
+# RSS over time under a steady mixed workload (SOAK_SECONDS, default 300):
+# fails if RSS grows more than 10% after the warm-up.
+.PHONY: soak
+soak:
+	@scripts/soak.sh

@@ -36,11 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct slot {
-    unsigned char *ptr;
-    size_t size;
-    uint64_t serial; /* allocations made in this slot so far; part of the tag */
-};
+#include "common.h"
 
 /* One chain of threads working on one slice.  Only the chain's current
  * thread touches it; pthread_create orders the hand-off to the successor. */
@@ -63,29 +59,9 @@ static atomic_int g_live_chains;     /* chains whose last thread has not finishe
 static atomic_bool g_spawn_failed;   /* a pthread_create failed for good */
 static pthread_attr_t g_detached;
 
-/* xorshift64*: small, fast, and deterministic for a given seed. */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* splitmix64 finaliser: spreads seeds and tag inputs over all 64 bits. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 static inline size_t random_size(uint64_t *rng)
 {
-    return g_min_size + (size_t)(rng_next(rng) % (g_max_size - g_min_size + 1));
+    return rng_between(rng, g_min_size, g_max_size);
 }
 
 static inline uint64_t block_tag(size_t index, uint64_t serial)
@@ -93,56 +69,17 @@ static inline uint64_t block_tag(size_t index, uint64_t serial)
     return mix64(((uint64_t)index << 32) ^ serial ^ g_seed);
 }
 
-static void die_corrupt(size_t index, const struct slot *s, const char *what)
-{
-    fprintf(stderr, "larson: corrupted block %p (slot %zu, size %zu, serial %llu): %s\n",
-            (void *)s->ptr, index, s->size, (unsigned long long)s->serial, what);
-    _exit(2); /* other threads are still running: skip atexit handlers */
-}
-
-/* The tag goes in the first 8 bytes (fewer for tiny blocks) and its top byte
- * in the last byte, so overruns from either neighbour are caught. */
-static inline void put_tag(struct slot *s, size_t index)
-{
-    uint64_t tag = block_tag(index, s->serial);
-    size_t n = s->size < 8 ? s->size : 8;
-    memcpy(s->ptr, &tag, n);
-    if (s->size > 8)
-        s->ptr[s->size - 1] = (unsigned char)(tag >> 56);
-}
-
-static inline void check_tag(const struct slot *s, size_t index)
-{
-    uint64_t tag = block_tag(index, s->serial);
-    size_t n = s->size < 8 ? s->size : 8;
-    if (memcmp(s->ptr, &tag, n) != 0)
-        die_corrupt(index, s, "head tag mismatch");
-    if (s->size > 8 && s->ptr[s->size - 1] != (unsigned char)(tag >> 56))
-        die_corrupt(index, s, "tail byte mismatch");
-}
-
+/* Failures end the run with _exit(2): other threads are still running, so
+ * atexit handlers are skipped. */
 static inline void fill_slot(struct slot *s, size_t index, size_t size)
 {
-    unsigned char *p = malloc(size);
-    if (p == NULL) {
-        fprintf(stderr, "larson: malloc(%zu) returned NULL\n", size);
-        _exit(2);
-    }
-    if (size >= 16 && ((uintptr_t)p & 15) != 0) {
-        fprintf(stderr, "larson: malloc(%zu) returned %p, not 16-byte aligned\n", size, (void *)p);
-        _exit(2);
-    }
-    s->ptr = p;
-    s->size = size;
-    s->serial++;
-    put_tag(s, index);
+    slot_fill("larson", _exit, s, size);
+    tag_put(s->ptr, size, head_len(size), block_tag(index, s->serial));
 }
 
 static inline void empty_slot(struct slot *s, size_t index)
 {
-    check_tag(s, index);
-    free(s->ptr);
-    s->ptr = NULL;
+    slot_empty("larson", _exit, s, index, head_len(s->size), block_tag(index, s->serial));
 }
 
 /* Returns false when the stop flag cut the passes short. */
@@ -210,27 +147,6 @@ static void *worker(void *arg)
     /* Last use of the chain by this thread: release publishes the counters. */
     atomic_fetch_sub_explicit(&g_live_chains, 1, memory_order_release);
     return NULL;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static bool parse_ulong(const char *s, unsigned long long lo, unsigned long long hi,
-                        unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-')
-        return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
 }
 
 static void usage(void)

@@ -19,7 +19,7 @@
 /* Sizes pass through volatiles so the compiler cannot reason about them. */
 static volatile size_t v_size_max = SIZE_MAX;
 
-/* ---- deterministic PRNG and block patterns ------------------------------ */
+/* ---- deterministic PRNG (block patterns: testutil.h) ---------------------- */
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 static uint64_t rng(void)
@@ -28,41 +28,6 @@ static uint64_t rng(void)
     x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
     rng_state = x;
     return x * 0x2545F4914F6CDD1Dull;
-}
-
-/* Byte i of the pattern with seed s is byte (i & 7) of pw(s, i >> 3). */
-static inline uint64_t pw(uint64_t s, size_t k) { return s + (uint64_t)k * 0x9E3779B97F4A7C15ull; }
-static inline unsigned char pb(uint64_t s, size_t i) { return (unsigned char)(pw(s, i >> 3) >> (8 * (i & 7))); }
-
-static void pat_fill(void *vp, size_t from, size_t to, uint64_t s)
-{
-    unsigned char *p = vp;
-    size_t i = from;
-    while (i < to && (i & 7)) { p[i] = pb(s, i); i++; }
-    for (; i + 8 <= to; i += 8) { uint64_t w = pw(s, i >> 3); memcpy(p + i, &w, 8); }
-    for (; i < to; i++) p[i] = pb(s, i);
-}
-
-/* Returns the offset of the first byte in [0, n) that does not match, or -1. */
-static long pat_check(const void *vp, size_t n, uint64_t s)
-{
-    const unsigned char *p = vp;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w; memcpy(&w, p + i, 8);
-        if (w != pw(s, i >> 3)) break;
-    }
-    for (; i < n; i++) if (p[i] != pb(s, i)) return (long)i;
-    return -1;
-}
-
-static long first_nonzero(const void *vp, size_t n)
-{
-    const unsigned char *p = vp;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) { uint64_t w; memcpy(&w, p + i, 8); if (w) break; }
-    for (; i < n; i++) if (p[i]) return (long)i;
-    return -1;
 }
 
 static size_t in_use(void)
@@ -101,12 +66,12 @@ static void test_tiers(void)
         p[i] = hak_malloc(tier_sizes[i]);
         check_block("hak_malloc", p[i], tier_sizes[i]);
         u[i] = p[i] ? hak_usable_size(p[i]) : 0;
-        if (p[i]) pat_fill(p[i], 0, u[i], 1000 + i);   /* whole usable area is writable */
+        if (p[i]) pattern_fill(p[i], 0, u[i], 1000 + i);   /* whole usable area is writable */
     }
     /* All live at once: no block overlaps another. */
     for (size_t i = 0; i < NTIER; i++) {
         if (!p[i]) continue;
-        long bad = pat_check(p[i], u[i], 1000 + i);
+        long bad = pattern_check(p[i], u[i], 1000 + i);
         CHECK(bad < 0, "size %zu: pattern broken at %ld (overlap?)", tier_sizes[i], bad);
         CHECK(hak_usable_size(p[i]) == u[i], "size %zu: usable size changed", tier_sizes[i]);
     }
@@ -117,7 +82,7 @@ static void test_tiers(void)
         for (size_t i = 0; i < NTIER; i++) {
             void *q = hak_malloc(tier_sizes[i]);
             check_block("hak_malloc (again)", q, tier_sizes[i]);
-            if (q) { pat_fill(q, 0, tier_sizes[i], 7); CHECK(pat_check(q, tier_sizes[i], 7) < 0, "rewrite"); }
+            if (q) { pattern_fill(q, 0, tier_sizes[i], 7); CHECK(pattern_check(q, tier_sizes[i], 7) < 0, "rewrite"); }
             hak_free(q);
         }
 
@@ -163,7 +128,7 @@ static void test_zero_and_null(void)
     for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
         void *q = hak_realloc(NULL, rs[i]);
         check_block("hak_realloc(NULL)", q, rs[i]);
-        if (q) { pat_fill(q, 0, rs[i], 3); CHECK(pat_check(q, rs[i], 3) < 0, "realloc(NULL) block"); }
+        if (q) { pattern_fill(q, 0, rs[i], 3); CHECK(pattern_check(q, rs[i], 3) < 0, "realloc(NULL) block"); }
         hak_free(q);
     }
 }
@@ -204,13 +169,13 @@ static void test_alignment(void)
             for (int j = 0; j < 3; j++) {
                 if (!ps[j]) continue;
                 blk[nb] = ps[j]; bsz[nb] = n; bkind[nb] = j; bseed[nb] = a * 16 + (uint64_t)(k * 3 + j);
-                pat_fill(ps[j], 0, n, bseed[nb]);
+                pattern_fill(ps[j], 0, n, bseed[nb]);
                 nb++;
             }
         }
         /* Filled while all live: none overlaps another. */
         for (int i = 0; i < nb; i++) {
-            long bad = pat_check(blk[i], bsz[i], bseed[i]);
+            long bad = pattern_check(blk[i], bsz[i], bseed[i]);
             CHECK(bad < 0, "align %zu size %zu: pattern broken at %ld", a, bsz[i], bad);
         }
         for (int i = 0; i < nb; i++) {
@@ -268,7 +233,7 @@ static void test_errors_api(void)
         void *o = hak_malloc(n);
         check_block("hak_malloc", o, n);
         if (!o) continue;
-        pat_fill(o, 0, n, 99 + i);
+        pattern_fill(o, 0, n, 99 + i);
         errno = 0; p = hak_realloc(o, v_size_max);
         CHECK(p == NULL && errno == ENOMEM, "hak_realloc(%zu-byte block, SIZE_MAX) = %p errno %d", n, p, errno);
         errno = 0; p = hak_realloc(o, v_size_max / 2);
@@ -277,13 +242,13 @@ static void test_errors_api(void)
         CHECK(p == NULL && errno == ENOMEM, "hak_reallocarray(%zu-byte block, SIZE_MAX/2, 3) = %p errno %d", n, p, errno);
         CHECK(hak_owns(o) == 1, "old block %zu not owned after failed realloc", n);
         CHECK(hak_usable_size(o) >= n, "old block %zu: usable size shrank", n);
-        long bad = pat_check(o, n, 99 + i);
+        long bad = pattern_check(o, n, 99 + i);
         CHECK(bad < 0, "old block %zu damaged by failed realloc at %ld", n, bad);
         /* reallocarray that does not overflow behaves as realloc(count*size). */
         p = hak_reallocarray(o, 2, n);
         check_block("hak_reallocarray", p, 2 * n);
         if (p) {
-            bad = pat_check(p, n, 99 + i);
+            bad = pattern_check(p, n, 99 + i);
             CHECK(bad < 0, "hak_reallocarray(%zu -> %zu) lost contents at %ld", n, 2 * n, bad);
             o = p;
         }
@@ -402,13 +367,13 @@ static void realloc_chain(const size_t *chain, size_t len, int interleave, uint6
         check_block("hak_realloc", q, n);
         if (!q) { hak_free(p); p = NULL; cur = 0; continue; }
         size_t keep = cur < n ? cur : n;
-        long bad = pat_check(q, keep, seed);
+        long bad = pattern_check(q, keep, seed);
         CHECK(bad < 0, "hak_realloc(%zu -> %zu) lost contents at %ld", cur, n, bad);
-        pat_fill(q, 0, n, seed);
+        pattern_fill(q, 0, n, seed);
         p = q; cur = n;
         if (interleave && ns < 64) spacer[ns++] = hak_malloc(n / 2 + 1);  /* blocks growth in place */
     }
-    long bad = pat_check(p, cur, seed);
+    long bad = pattern_check(p, cur, seed);
     CHECK(bad < 0, "final block damaged at %ld", bad);
     hak_free(p);
     for (size_t i = 0; i < ns; i++) hak_free(spacer[i]);
@@ -532,25 +497,25 @@ static void test_trim(void)
     void *keep[256];
     for (int i = 0; i < 256; i++) {
         keep[i] = hak_malloc((size_t)(i * 997) % 300000);
-        if (keep[i]) pat_fill(keep[i], 0, (size_t)(i * 997) % 300000, i);
+        if (keep[i]) pattern_fill(keep[i], 0, (size_t)(i * 997) % 300000, i);
     }
     for (int i = 0; i < 256; i += 2) { hak_free(keep[i]); keep[i] = NULL; }
     int r = hak_trim(0);
     CHECK(r == 0 || r == 1, "hak_trim(0) = %d", r);
     for (int i = 1; i < 256; i += 2) {
-        long bad = keep[i] ? pat_check(keep[i], (size_t)(i * 997) % 300000, i) : -1;
+        long bad = keep[i] ? pattern_check(keep[i], (size_t)(i * 997) % 300000, i) : -1;
         CHECK(bad < 0, "live block %d damaged by hak_trim at %ld", i, bad);
     }
     for (int i = 0; i < 256; i += 2) {
         size_t n = (size_t)(i * 1013) % 3000000;
         keep[i] = hak_malloc(n);
         check_block("hak_malloc after trim", keep[i], n);
-        if (keep[i]) pat_fill(keep[i], 0, n, i + 1);
+        if (keep[i]) pattern_fill(keep[i], 0, n, i + 1);
     }
     for (int i = 0; i < 256; i++) {
         size_t n = (i & 1) ? (size_t)(i * 997) % 300000 : (size_t)(i * 1013) % 3000000;
         uint64_t s = (i & 1) ? (uint64_t)i : (uint64_t)i + 1;
-        long bad = keep[i] ? pat_check(keep[i], n, s) : -1;
+        long bad = keep[i] ? pattern_check(keep[i], n, s) : -1;
         CHECK(bad < 0, "block %d damaged after trim at %ld", i, bad);
         hak_free(keep[i]);
     }
@@ -612,10 +577,10 @@ static void test_soak(void)
             if (((uintptr_t)p & (n < 16 ? 7 : 15)) || (align && ((uintptr_t)p & (align - 1)))) bad_align++;
             if (kind == 1 && first_nonzero(p, n) >= 0) bad_zero++;
             e->p = p; e->n = n; e->align = align; e->seed = next_seed++ * 0x100000001B3ull;
-            pat_fill(p, 0, n, e->seed);
+            pattern_fill(p, 0, n, e->seed);
             live += n;
         } else {
-            if (pat_check(e->p, e->n, e->seed) >= 0) bad_pat++;
+            if (pattern_check(e->p, e->n, e->seed) >= 0) bad_pat++;
             if (hak_owns(e->p) != 1) bad_meta++;
             unsigned r = (unsigned)(rng() % 100);
             if (r < 55) {
@@ -638,19 +603,19 @@ static void test_soak(void)
                 if (hak_owns(q) != 1 || hak_usable_size(q) < n) bad_meta++;
                 if ((uintptr_t)q & (n < 16 ? 7 : 15)) bad_align++;
                 size_t keep = e->n < n ? e->n : n;
-                if (pat_check(q, keep, e->seed) >= 0) bad_pat++;
-                pat_fill(q, keep, n, e->seed);
+                if (pattern_check(q, keep, e->seed) >= 0) bad_pat++;
+                pattern_fill(q, keep, n, e->seed);
                 e->p = q; e->n = n; e->align = 0;
                 live += n;
             }
         }
         if (op % 20000 == 19999)
             for (int i = 0; i < SLOTS; i++)
-                if (s[i].p && pat_check(s[i].p, s[i].n, s[i].seed) >= 0) bad_pat++;
+                if (s[i].p && pattern_check(s[i].p, s[i].n, s[i].seed) >= 0) bad_pat++;
     }
     for (int i = 0; i < SLOTS; i++) {
         if (!s[i].p) continue;
-        if (pat_check(s[i].p, s[i].n, s[i].seed) >= 0) bad_pat++;
+        if (pattern_check(s[i].p, s[i].n, s[i].seed) >= 0) bad_pat++;
         hak_free(s[i].p);
     }
     munmap(s, SLOTS * sizeof *s);

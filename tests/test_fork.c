@@ -28,24 +28,6 @@
 #define FORKS_THREAD 10
 #define PRE_PER_OWNER 16
 
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-static size_t rand_size(uint64_t *r, size_t lo, size_t hi)
-{
-    int lb = 63 - __builtin_clzll(lo), hb = 63 - __builtin_clzll(hi);
-    int b = lb + (int)(rng_next(r) % (uint64_t)(hb - lb + 1));
-    size_t base = (size_t)1 << b;
-    size_t s = base + (size_t)(rng_next(r) % base);
-    return s < lo ? lo : s > hi ? hi : s;
-}
-
 /* pattern: byte i = (tag + i * 7) & 0xff over the first and last 256 bytes
  * and the first byte of every 4 KiB page in between */
 static size_t next_off(size_t i, size_t n)
@@ -69,11 +51,11 @@ static int check(const unsigned char *p, size_t n, unsigned tag)
 
 static size_t mixed_size(uint64_t *r)
 {
-    unsigned d = (unsigned)(rng_next(r) % 1000);
-    if (d < 650) return rand_size(r, 1, 1 * KiB);
-    if (d < 960) return rand_size(r, 1 * KiB, 64 * KiB);
-    if (d < 995) return rand_size(r, 64 * KiB, 2 * MiB);
-    return rand_size(r, 2 * MiB + 1, 6 * MiB);
+    unsigned d = (unsigned)(xorshift64(r) % 1000);
+    if (d < 650) return rand_log_size(r, 1, 1 * KiB);
+    if (d < 960) return rand_log_size(r, 1 * KiB, 64 * KiB);
+    if (d < 995) return rand_log_size(r, 64 * KiB, 2 * MiB);
+    return rand_log_size(r, 2 * MiB + 1, 6 * MiB);
 }
 
 /* ------------------------------------------------------------- parent side */
@@ -104,8 +86,8 @@ static void *worker(void *arg)
     long errors = 0, nulls = 0, ops = 0;
     unsigned tag = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        struct blk *b = &tab[rng_next(&r) % 128];
-        unsigned d = (unsigned)(rng_next(&r) % 3);
+        struct blk *b = &tab[xorshift64(&r) % 128];
+        unsigned d = (unsigned)(xorshift64(&r) % 3);
         ops++;
         if (!b->p) {
             size_t s = mixed_size(&r);
@@ -148,10 +130,10 @@ static void *worker(void *arg)
  * workers compete for the CPUs) */
 static size_t child_size(uint64_t *r)
 {
-    unsigned d = (unsigned)(rng_next(r) % 1000);
-    if (d < 700) return rand_size(r, 1, 1 * KiB);
-    if (d < 985) return rand_size(r, 1 * KiB, 64 * KiB);
-    return rand_size(r, 64 * KiB, 2 * MiB);
+    unsigned d = (unsigned)(xorshift64(r) % 1000);
+    if (d < 700) return rand_log_size(r, 1, 1 * KiB);
+    if (d < 985) return rand_log_size(r, 1 * KiB, 64 * KiB);
+    return rand_log_size(r, 64 * KiB, 2 * MiB);
 }
 
 static void *child_thread(void *arg)
@@ -176,7 +158,7 @@ static int child_work(uint64_t seed)
     memset(live, 0, sizeof live);
     int huge = 0;
     for (int i = 0; i < 10000; i++) {
-        struct blk *b = &live[rng_next(&r) % 64];
+        struct blk *b = &live[xorshift64(&r) % 64];
         if (b->p) {
             if (check(b->p, b->size, b->tag)) return 2;
             free(b->p);

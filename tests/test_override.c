@@ -33,26 +33,6 @@ static inline void *launder(void *p)
     return p;
 }
 
-static inline uint64_t pw(uint64_t s, size_t k) { return s + (uint64_t)k * 0x9E3779B97F4A7C15ull; }
-static inline unsigned char pb(uint64_t s, size_t i) { return (unsigned char)(pw(s, i >> 3) >> (8 * (i & 7))); }
-static void pat_fill(void *vp, size_t from, size_t to, uint64_t s)
-{
-    unsigned char *p = vp;
-    for (size_t i = from; i < to; i++) p[i] = pb(s, i);
-}
-static long pat_check(const void *vp, size_t n, uint64_t s)
-{
-    const unsigned char *p = vp;
-    for (size_t i = 0; i < n; i++) if (p[i] != pb(s, i)) return (long)i;
-    return -1;
-}
-static long first_nonzero(const void *vp, size_t n)
-{
-    const unsigned char *p = launder((void *)vp);
-    for (size_t i = 0; i < n; i++) if (p[i]) return (long)i;
-    return -1;
-}
-
 /* Block of n bytes from a libc-named call: HAKMEM's, aligned, big enough. */
 static void check_block(const char *what, void *p, size_t n)
 {
@@ -89,10 +69,10 @@ static void test_basic(void)
     for (size_t i = 0; i < NTIER; i++) {
         p[i] = malloc(tier_sizes[i]);
         check_block("malloc", p[i], tier_sizes[i]);
-        if (p[i]) pat_fill(p[i], 0, tier_sizes[i], i + 1);
+        if (p[i]) pattern_fill(p[i], 0, tier_sizes[i], i + 1);
     }
     for (size_t i = 0; i < NTIER; i++) {
-        long bad = p[i] ? pat_check(p[i], tier_sizes[i], i + 1) : -1;
+        long bad = p[i] ? pattern_check(p[i], tier_sizes[i], i + 1) : -1;
         CHECK(bad < 0, "malloc(%zu): pattern broken at %ld", tier_sizes[i], bad);
         free(p[i]);
     }
@@ -129,7 +109,7 @@ static void test_basic(void)
         for (size_t i = 0; i < 2 * cnt; i++) {
             b[i] = calloc(i & 1 ? n : 1, i & 1 ? 1 : n);
             check_block("calloc", b[i], n);
-            if (b[i] && first_nonzero(b[i], n) >= 0) nz++;
+            if (b[i] && first_nonzero(launder(b[i]), n) >= 0) nz++;
         }
         CHECK(nz == 0, "calloc(%zu): %d of %zu reused blocks not zeroed", n, nz, 2 * cnt);
         for (size_t i = 0; i < 2 * cnt; i++) free(b[i]);
@@ -154,18 +134,18 @@ static void test_errors_libc(void)
         void *o = malloc(n);
         check_block("malloc", o, n);
         if (!o) continue;
-        pat_fill(o, 0, n, 50 + i);
+        pattern_fill(o, 0, n, 50 + i);
         errno = 0; p = realloc(launder(o), v_size_max);
         CHECK(p == NULL && errno == ENOMEM, "realloc(%zu-byte block, SIZE_MAX) = %p errno %d", n, p, errno);
         errno = 0; p = reallocarray(launder(o), v_size_max / 2, 3);
         CHECK(p == NULL && errno == ENOMEM, "reallocarray(%zu-byte block, SIZE_MAX/2, 3) = %p errno %d", n, p, errno);
         CHECK(hak_owns(o) == 1, "old block lost after failed realloc");
-        long bad = pat_check(o, n, 50 + i);
+        long bad = pattern_check(o, n, 50 + i);
         CHECK(bad < 0, "old %zu-byte block damaged by failed realloc at %ld", n, bad);
         p = reallocarray(o, 3, n);
         check_block("reallocarray", p, 3 * n);
         if (p) {
-            bad = pat_check(p, n, 50 + i);
+            bad = pattern_check(p, n, 50 + i);
             CHECK(bad < 0, "reallocarray(%zu -> %zu) lost contents at %ld", n, 3 * n, bad);
             o = p;
         }
@@ -221,11 +201,11 @@ static void test_aligned(void)
             check_aligned("posix_memalign", rc == 0 ? p2 : NULL, a, n);
             void *p3 = memalign(a, n);
             check_aligned("memalign", p3, a, n);
-            if (p1) pat_fill(p1, 0, n < 4096 ? n : 4096, 1);
-            if (p2 && rc == 0) pat_fill(p2, 0, n < 4096 ? n : 4096, 2);
-            if (p3) pat_fill(p3, 0, n < 4096 ? n : 4096, 3);
-            CHECK(!p1 || pat_check(p1, n < 4096 ? n : 4096, 1) < 0, "aligned_alloc block overlaps");
-            CHECK(!p2 || pat_check(p2, n < 4096 ? n : 4096, 2) < 0, "posix_memalign block overlaps");
+            if (p1) pattern_fill(p1, 0, n < 4096 ? n : 4096, 1);
+            if (p2 && rc == 0) pattern_fill(p2, 0, n < 4096 ? n : 4096, 2);
+            if (p3) pattern_fill(p3, 0, n < 4096 ? n : 4096, 3);
+            CHECK(!p1 || pattern_check(p1, n < 4096 ? n : 4096, 1) < 0, "aligned_alloc block overlaps");
+            CHECK(!p2 || pattern_check(p2, n < 4096 ? n : 4096, 2) < 0, "posix_memalign block overlaps");
             free_aligned_sized(p1, a, n);
             if (rc == 0) free(p2);
             free(p3);
@@ -246,9 +226,9 @@ static void test_realloc(void)
         check_block("realloc", q, n);
         if (!q) break;
         size_t keep = cur < n ? cur : n;
-        long bad = pat_check(q, keep, 77);
+        long bad = pattern_check(q, keep, 77);
         CHECK(bad < 0, "realloc(%zu -> %zu) lost contents at %ld", cur, n, bad);
-        pat_fill(q, 0, n, 77);
+        pattern_fill(q, 0, n, 77);
         p = q; cur = n;
     }
     free(p);
@@ -323,7 +303,7 @@ static void test_mallinfo_trim(void)
     CHECK(r == 0 || r == 1, "malloc_trim(0) = %d", r);
     void *p = calloc(1, 5 * MiB);
     check_block("calloc after malloc_trim", p, 5 * MiB);
-    CHECK(!p || first_nonzero(p, 5 * MiB) < 0, "calloc after trim not zeroed");
+    CHECK(!p || first_nonzero(launder(p), 5 * MiB) < 0, "calloc after trim not zeroed");
     free(p);
     munmap(b, N * sizeof *b);
 }

@@ -40,18 +40,9 @@ static size_t rss_bytes(void)
 static double mib(size_t b) { return (double)b / (double)MiB; }
 static double mibd(long long b) { return (double)b / (double)MiB; }
 
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static size_t rand_range(uint64_t *r, size_t lo, size_t hi)
 {
-    return lo + (size_t)(rng_next(r) % (hi - lo + 1));
+    return lo + (size_t)(xorshift64(r) % (hi - lo + 1));
 }
 
 /* bookkeeping outside the heap under test, pre-touched */
@@ -108,7 +99,7 @@ static void test_big_round_trip(void)
             w[k] = budget[k] ? (double)budget[k] / (double)((lo[k] + hi[k]) / 2) : 0.0;
             sum += w[k];
         }
-        double x = (double)(rng_next(&r) % 1000000) / 1e6 * sum;
+        double x = (double)(xorshift64(&r) % 1000000) / 1e6 * sum;
         int t = 0;
         while (t < 3 && x >= w[t]) {
             x -= w[t];
@@ -133,7 +124,7 @@ static void test_big_round_trip(void)
 
     /* free in random order */
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(rng_next(&r) % i);
+        size_t j = (size_t)(xorshift64(&r) % i);
         void *tmp = ptrs[i - 1];
         ptrs[i - 1] = ptrs[j];
         ptrs[j] = tmp;
@@ -232,7 +223,7 @@ static void test_fragmentation(void)
     size_t n = 0, total = 0, kept = 0, kept_bytes = 0;
     /* half of the bytes in Tiny blocks, half in Mid blocks, interleaved */
     while (total < C_BYTES && n < maxb) {
-        size_t s = (rng_next(&r) % 64 == 0) ? rand_range(&r, 1 * KiB + 1, 64 * KiB)
+        size_t s = (xorshift64(&r) % 64 == 0) ? rand_range(&r, 1 * KiB + 1, 64 * KiB)
                                             : rand_range(&r, 16, 1 * KiB);
         void *p = malloc(s);
         if (!p) {

@@ -35,15 +35,6 @@ static long scaled(long n, long min)
 
 /* ---------------------------------------------------------------- helpers */
 
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static inline uint64_t rng_seed(uint64_t a, uint64_t b)
 {
     uint64_t x = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
@@ -51,18 +42,6 @@ static inline uint64_t rng_seed(uint64_t a, uint64_t b)
     x *= 0xBF58476D1CE4E5B9ull;
     x ^= x >> 29;
     return x ? x : 1;
-}
-
-/* log-uniform size in [lo, hi] */
-static size_t rand_size(uint64_t *r, size_t lo, size_t hi)
-{
-    int lb = 63 - __builtin_clzll(lo ? lo : 1), hb = 63 - __builtin_clzll(hi);
-    int b = lb + (int)(rng_next(r) % (uint64_t)(hb - lb + 1));
-    size_t base = (size_t)1 << b;
-    size_t s = base + (size_t)(rng_next(r) % base);
-    if (s < lo) s = lo;
-    if (s > hi) s = hi;
-    return s;
 }
 
 static inline uint64_t pat_word(uint64_t seed, size_t w)
@@ -209,15 +188,15 @@ static void *pc_producer(void *arg)
     uint64_t r = rng_seed(0xA11CE, (uint64_t)id);
     for (long i = 0; i < pc_per_producer; i++) {
         uint64_t seq = ((uint64_t)id << 40) | (uint64_t)i;
-        size_t size = (i % 5000 == 4999) ? 3 * MiB + (size_t)(rng_next(&r) % 4096)
-                                         : rand_size(&r, 8, 256 * KiB);
+        size_t size = (i % 5000 == 4999) ? 3 * MiB + (size_t)(xorshift64(&r) % 4096)
+                                         : rand_log_size(&r, 8, 256 * KiB);
         void *p = hak_malloc(size);
         if (!p) { atomic_fetch_add(&pc_nulls, 1); continue; }
         if (size > 2 * MiB) atomic_fetch_add(&pc_huge, 1);
         if (hak_usable_size(p) < size) atomic_fetch_add(&pc_short, 1);
         pat_fill(p, size, rng_seed(seq, size));
         atomic_fetch_add(&pc_sent, 1);
-        q_push(&pc_q[rng_next(&r) % PC_CONSUMERS], (struct item){ p, size, seq });
+        q_push(&pc_q[xorshift64(&r) % PC_CONSUMERS], (struct item){ p, size, seq });
     }
     for (int c = 0; c < PC_CONSUMERS; c++)      /* end marker */
         q_push(&pc_q[c], (struct item){ NULL, 0, 0 });
@@ -321,12 +300,12 @@ static void *mt_worker(void *arg)
     uint64_t seq = (uint64_t)id << 40;
 
     for (long op = 0; op < mt_ops; op++) {
-        struct slot *s = &tab[rng_next(&r) % MT_SLOTS];
-        uint64_t dice = rng_next(&r) % 100;
+        struct slot *s = &tab[xorshift64(&r) % MT_SLOTS];
+        uint64_t dice = xorshift64(&r) % 100;
         if (!s->p) {
-            size_t size = (dice < 85) ? rand_size(&r, 1, 1 * KiB)
-                        : (dice < 98) ? rand_size(&r, 1 * KiB, 64 * KiB)
-                                      : rand_size(&r, 64 * KiB, 512 * KiB);
+            size_t size = (dice < 85) ? rand_log_size(&r, 1, 1 * KiB)
+                        : (dice < 98) ? rand_log_size(&r, 1 * KiB, 64 * KiB)
+                                      : rand_log_size(&r, 64 * KiB, 512 * KiB);
             void *p = (dice % 7 == 0) ? hak_calloc(1, size) : hak_malloc(size);
             if (!p) { nulls++; continue; }
             if (dice % 7 == 0) {    /* calloc: must be zeroed */
@@ -340,7 +319,7 @@ static void *mt_worker(void *arg)
             s->seed = rng_seed(++seq, size);
             pat_fill(p, size, s->seed);
         } else if (dice < 30) {                 /* realloc */
-            size_t nsize = (dice < 20) ? rand_size(&r, 1, 1 * KiB) : rand_size(&r, 1, 128 * KiB);
+            size_t nsize = (dice < 20) ? rand_log_size(&r, 1, 1 * KiB) : rand_log_size(&r, 1, 128 * KiB);
             void *np = hak_realloc(s->p, nsize);
             if (!np) { nulls++; continue; }     /* old block still valid */
             size_t keep = nsize < s->size ? nsize : s->size;
@@ -358,7 +337,7 @@ static void *mt_worker(void *arg)
             if (dice >= 80 && s->size >= 16) {  /* ~20%: hand to another thread */
                 uint64_t hdr[2] = { s->seed, s->size };
                 memcpy(s->p, hdr, sizeof hdr);
-                void *old = atomic_exchange(&mt_xchg[rng_next(&r) % MT_XCHG], s->p);
+                void *old = atomic_exchange(&mt_xchg[xorshift64(&r) % MT_XCHG], s->p);
                 handed++;
                 if (old) mt_take_free(old);
             } else {
@@ -441,7 +420,7 @@ static void *churn_worker(void *arg)
     struct slot b[CH_BLOCKS];
     int n = 0;
     for (int i = 0; i < CH_BLOCKS; i++) {
-        size_t size = (rng_next(&r) % 4) ? rand_size(&r, 1, 1 * KiB) : rand_size(&r, 1 * KiB, 64 * KiB);
+        size_t size = (xorshift64(&r) % 4) ? rand_log_size(&r, 1, 1 * KiB) : rand_log_size(&r, 1 * KiB, 64 * KiB);
         void *p = hak_malloc(size);
         if (!p) { nulls++; continue; }
         b[n] = (struct slot){ p, size, rng_seed(((uint64_t)id << 32) | (uint64_t)i, size) };
@@ -516,9 +495,9 @@ static void *at_worker(void *arg)
     uint64_t r = rng_seed(0xD00D, (uint64_t)id);
     long errors = 0, nulls = 0, allocs = 0, frees = 0, reallocs = 0, aligned = 0;
     for (long op = 0; op < at_ops; op++) {
-        struct at_slot *s = &at_tab[rng_next(&r) % AT_SLOTS];
-        uint64_t dice = rng_next(&r) % 100;
-        size_t size = rand_size(&r, 1, 1 * MiB);
+        struct at_slot *s = &at_tab[xorshift64(&r) % AT_SLOTS];
+        uint64_t dice = xorshift64(&r) % 100;
+        size_t size = rand_log_size(&r, 1, 1 * MiB);
         uint64_t seed = rng_seed(((uint64_t)id << 40) | (uint64_t)op, size);
         pthread_mutex_lock(&s->mu);
         if (s->p && dice < 25) {                        /* realloc */
@@ -550,7 +529,7 @@ static void *at_worker(void *arg)
             void *p;
             size_t align = 0;
             if (dice % 10 == 0) {
-                align = (size_t)16 << (rng_next(&r) % 9);   /* 16 .. 4096 */
+                align = (size_t)16 << (xorshift64(&r) % 9);   /* 16 .. 4096 */
                 p = hak_aligned_alloc(align, (size + align - 1) / align * align);
                 if (p && ((uintptr_t)p & (align - 1))) {
                     errors++;
