@@ -74,7 +74,7 @@ void *hak_calloc_impl(size_t count, size_t size)
 static hak_slab_t *live_block_slab(const void *p, const char *call)
 {
     hak_slab_t *s = hak_block_slab(p, call, "use after free");
-    if (s != NULL && hak_block_is_free(p))
+    if (hak_check_mode && s != NULL && hak_block_is_free(p))
         hak_fatal(call, "use after free", p);
     return s;
 }

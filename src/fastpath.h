@@ -1,11 +1,10 @@
 /* The fast paths of malloc and free, inlined into the exported entry points.
  *
- * malloc: size -> class (table), pop the current slab's free list, clear the
- *         block's free mark.
+ * malloc: size -> class (table), pop the current slab's free list.
  * free:   address -> region map -> SuperSlab -> slab; if this thread owns the
- *         slab, p is a block boundary and p is not already free (its mark),
- *         push onto the slab's free list.  Anything else, including every
- *         bad pointer, goes to the slow path, which reports it.
+ *         slab and p is a block boundary, push onto the slab's free list.
+ *         Anything else, including every bad pointer, goes to the slow path,
+ *         which reports it.
  * Neither takes a lock, issues an atomic read-modify-write, makes a system
  * call or divides.  Everything else (first use, refill, a block owned by
  * another thread, Huge blocks, bad pointers) is the slow path's business.
@@ -26,7 +25,6 @@ static inline void *hak_malloc_fast(size_t n)
         if (HAK_LIKELY(b != NULL)) {
             hak_assert((char *)b >= s->start && (char *)b < s->bump);
             s->free = b->next;
-            b->mark = 0;
             s->used++;
             return b;
         }
@@ -39,7 +37,6 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p)
 {
     hak_block_t *b = (hak_block_t *)p;
     hak_assert(hak_slab_block_valid(s, p) && s->used > 0);
-    b->mark = hak_mark_of(p);
     b->next = s->free;
     s->free = b;
     if (HAK_UNLIKELY(--s->used == 0) ||
@@ -53,7 +50,7 @@ static inline void hak_free_fast(void *p, const char *call)
     if (HAK_LIKELY(hak_region_of(a) == HAK_REGION_SS)) {
         hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id) &&
-            HAK_LIKELY(hak_slab_boundary(s, p)) && HAK_LIKELY(!hak_block_is_free(p))) {
+            HAK_LIKELY(hak_slab_boundary(s, p))) {
             hak_slab_free_local(s, p);
             return;
         }

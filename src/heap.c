@@ -131,12 +131,12 @@ static void slab_carve(hak_slab_t *s)
     char *stop = p + (bs >= CARVE_BYTES ? bs : CARVE_BYTES - CARVE_BYTES % bs);
     if (stop > s->end)
         stop = s->end;
-    for (char *q = p; q + bs < stop; q += bs) {
+    for (char *q = p; q + bs < stop; q += bs)
         ((hak_block_t *)q)->next = (hak_block_t *)(q + bs);
-        ((hak_block_t *)q)->mark = hak_mark_of(q);
-    }
     ((hak_block_t *)(stop - bs))->next = s->free;
-    ((hak_block_t *)(stop - bs))->mark = hak_mark_of(stop - bs);
+    if (hak_check_mode)
+        for (char *q = p; q < stop; q += bs)
+            ((hak_block_t *)q)->mark = hak_mark_of(q);
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
 }
@@ -299,7 +299,7 @@ static bool heap_init(hak_tls_t *t)
     hak_heap_rec_t *r = rec_alloc();
     if (r == NULL)
         return false;
-    r->check = hak_options[HAK_OPT_CHECK] != 0;
+    r->check = hak_check_mode;
     t->rec = r;
     t->id = r->check ? HAK_HEAP_ID_NONE : (uintptr_t)r;
     hak_stat_add(HAK_STAT_THREADS_STARTED, 1);
@@ -457,11 +457,12 @@ void *hak_alloc_class(unsigned cls)
             return NULL;
         }
         b = s->free;
-        if (t->rec->check)
+        if (t->rec->check) {
             check_free_block(s, b);
+            b->mark = 0;
+        }
     }
     s->free = b->next;
-    b->mark = 0;
     s->used++;
     return b;
 }
@@ -551,8 +552,11 @@ void hak_free_slow(void *p, const char *call)
         hak_huge_free(p, call);
         return;
     }
-    if (hak_block_is_free(p))
-        hak_fatal(call, "double free", p);
+    if (hak_check_mode) {
+        if (hak_block_is_free(p))
+            hak_fatal(call, "double free", p);
+        ((hak_block_t *)p)->mark = hak_mark_of(p);
+    }
     hak_tls_t *t = &hak_tls;
     for (;;) {
         uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
@@ -569,14 +573,12 @@ void hak_free_slow(void *p, const char *call)
                 }
                 continue;               /* adopted by someone else meanwhile */
             }
-            ((hak_block_t *)p)->mark = hak_mark_of(p);
             remote_push(s, p);          /* no heap (out of memory): leave it queued */
             slab_orphan_to_abandoned(s);
             return;
         }
         if (o & REC_ALIGN_MASK)          /* every block of a dying slab is free */
             hak_fatal(call, "double free", p);
-        ((hak_block_t *)p)->mark = hak_mark_of(p);
         remote_push(s, p);
         if (atomic_load(&s->in_full))
             slab_notify(s, o, true);

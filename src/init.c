@@ -13,6 +13,7 @@
  * random bytes it is a fixed odd constant; blocks freed before that simply
  * stop looking free afterwards, which is safe. */
 uintptr_t hak_free_key = 0x9e3779b97f4a7c15u;
+bool hak_check_mode;
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static _Atomic int init_state;
@@ -50,6 +51,7 @@ static void init_slow(void)
     if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
         atomic_store(&init_thread, (void *)&init_marker);
         hak_options_init();
+        hak_check_mode = hak_options[HAK_OPT_CHECK] != 0;
         hak_os_fault_init();
         const void *rnd = (const void *)getauxval(AT_RANDOM);  /* 16 bytes, unaligned */
         if (rnd) {

@@ -287,8 +287,8 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    { "double-free-tiny", c_df_tiny, "free", "double free", NULL, 0 },
-    { "double-free-mid", c_df_mid, "free", "double free", NULL, 0 },
+    { "double-free-tiny", c_df_tiny, "free", "double free", NULL, 1 },
+    { "double-free-mid", c_df_mid, "free", "double free", NULL, 1 },
     { "double-free-large", c_df_large, "free", "double free", NULL, 0 },
     /* A freed Huge block's mapping is gone (or kept unnamed for reuse). */
     { "double-free-huge", c_df_huge, "free", "invalid pointer", "double free", 0 },
@@ -301,11 +301,11 @@ static const struct bad_case bad_cases[] = {
     { "unaligned-mid-p+1", c_un_mid, "free", "invalid pointer", NULL, 0 },
     { "unaligned-large-p+1", c_un_large, "free", "invalid pointer", NULL, 0 },
     { "unaligned-huge-p+1", c_un_huge, "free", "invalid pointer", NULL, 0 },
-    { "realloc-freed-tiny", c_ra_tiny, "realloc", "use after free", NULL, 0 },
-    { "realloc-freed-mid", c_ra_mid, "realloc", "use after free", NULL, 0 },
+    { "realloc-freed-tiny", c_ra_tiny, "realloc", "use after free", NULL, 1 },
+    { "realloc-freed-mid", c_ra_mid, "realloc", "use after free", NULL, 1 },
     { "realloc-freed-large", c_ra_large, "realloc", "use after free", NULL, 0 },
-    { "usable-size-freed-tiny", c_us_tiny, "malloc_usable_size", "use after free", NULL, 0 },
-    { "usable-size-freed-mid", c_us_mid, "malloc_usable_size", "use after free", NULL, 0 },
+    { "usable-size-freed-tiny", c_us_tiny, "malloc_usable_size", "use after free", NULL, 1 },
+    { "usable-size-freed-mid", c_us_mid, "malloc_usable_size", "use after free", NULL, 1 },
     { "usable-size-freed-large", c_us_large, "malloc_usable_size", "use after free", NULL, 0 },
     { "free-stack", c_stack, "free", "invalid pointer", NULL, 0 },
     { "free-global", c_global, "free", "invalid pointer", NULL, 0 },
