@@ -178,6 +178,24 @@ static bool slab_ready_or_park(hak_tls_t *t, hak_slab_t *s)
 }
 
 /* ---- slab ownership -------------------------------------------------------------- */
+/* Pushes s onto r's pending stack; the caller holds s's pending flag. */
+static void pending_push(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    hak_slab_t *h = atomic_load(&r->pending);
+    do s->pending_next = h;
+    while (!atomic_compare_exchange_weak(&r->pending, &h, s));
+}
+
+/* Takes s's remote blocks and, if that unparks it, moves it to partial. */
+static void slab_take_remote(hak_tls_t *t, hak_slab_t *s)
+{
+    slab_drain(s);
+    if (s->list == HAK_LIST_FULL && s->free) {
+        list_remove(&t->rec->full[s->cls], s);
+        slab_to_partial(t, s);
+    }
+}
+
 /* Returns a slab of t's to the pool.  Its owner becomes OWNER_DYING first, so
  * a freer that is about to notify backs off; then in-flight notifiers are
  * waited for, so the slab is on no pending stack when the pool reuses it. */
@@ -192,13 +210,10 @@ static void slab_release(hak_tls_t *t, hak_slab_t *s)
         /* Re-push everything but s; s itself needs nothing. */
         while (keep) {
             hak_slab_t *next = keep->pending_next;
-            if (keep == s) {
+            if (keep == s)
                 atomic_store(&s->pending, 0);
-            } else {
-                hak_slab_t *h = atomic_load(&t->rec->pending);
-                do keep->pending_next = h;
-                while (!atomic_compare_exchange_weak(&t->rec->pending, &h, keep));
-            }
+            else
+                pending_push(t->rec, keep);
             keep = next;
         }
     }
@@ -317,13 +332,9 @@ static void heap_process_pending(hak_tls_t *t, bool may_adopt)
         hak_slab_t *next = s->pending_next;
         atomic_store(&s->pending, 0);
         uintptr_t o = atomic_load(&s->owner);
-        if (o == heap_id(t)) {
-            slab_drain(s);
-            if (s->list == HAK_LIST_FULL && s->free) {
-                list_remove(&t->rec->full[s->cls], s);
-                slab_to_partial(t, s);
-            }
-        } else if (atomic_load(&s->remote) && atomic_load(&s->in_full)) {
+        if (o == heap_id(t))
+            slab_take_remote(t, s);
+        else if (atomic_load(&s->remote) && atomic_load(&s->in_full)) {
             slab_notify(s, o, may_adopt);   /* not ours any more: pass it on */
         }
         s = next;
@@ -530,11 +541,8 @@ static void slab_notify(hak_slab_t *s, uintptr_t o, bool may_adopt)
         hak_heap_rec_t *r = (hak_heap_rec_t *)o;
         atomic_fetch_add(&r->notifiers, 1);
         if (atomic_load(&s->owner) == o) {
-            if (!atomic_exchange(&s->pending, 1)) {
-                hak_slab_t *h = atomic_load(&r->pending);
-                do s->pending_next = h;
-                while (!atomic_compare_exchange_weak(&r->pending, &h, s));
-            }
+            if (!atomic_exchange(&s->pending, 1))
+                pending_push(r, s);
             atomic_fetch_sub(&r->notifiers, 1);
             return;
         }
@@ -587,6 +595,17 @@ void hak_free_slow(void *p, const char *call)
 }
 
 /* ---- trim, fork, figures ------------------------------------------------------------ */
+/* Drains an owned slab and returns it to the pool if nothing is out. */
+static int release_if_empty(hak_tls_t *t, hak_slab_t *s)
+{
+    slab_drain(s);
+    if (s->used != 0)
+        return 0;
+    slab_unlink(t, s);
+    slab_release(t, s);
+    return 1;
+}
+
 int hak_heap_trim(void)
 {
     hak_tls_t *t = &hak_tls;
@@ -595,22 +614,11 @@ int hak_heap_trim(void)
         heap_process_pending(t, true);
         for (unsigned c = 0; c < HAK_NCLASS; c++) {
             hak_slab_t *s = *cur_slot(t, c);
-            if (s != &hak_empty_slab) {
-                slab_drain(s);
-                if (s->used == 0) {
-                    slab_unlink(t, s);
-                    slab_release(t, s);
-                    released = 1;
-                }
-            }
+            if (s != &hak_empty_slab)
+                released |= release_if_empty(t, s);
             for (s = t->rec->partial[c]; s;) {
                 hak_slab_t *next = s->next;
-                slab_drain(s);
-                if (s->used == 0) {
-                    slab_unlink(t, s);
-                    slab_release(t, s);
-                    released = 1;
-                }
+                released |= release_if_empty(t, s);
                 s = next;
             }
         }
@@ -678,11 +686,7 @@ void hak_heap_fork_child(void)
         for (unsigned c = 0; c < HAK_NCLASS; c++) {
             for (hak_slab_t *s = t->rec->full[c]; s;) {
                 hak_slab_t *next = s->next;
-                slab_drain(s);
-                if (s->free) {
-                    list_remove(&t->rec->full[c], s);
-                    slab_to_partial(t, s);
-                }
+                slab_take_remote(t, s);
                 s = next;
             }
         }
