@@ -95,6 +95,13 @@ bench:
 fuzz:
 	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) tests/fuzz/fuzz.sh
 
+# Instructions per malloc(64)+free pair under callgrind (PAIR_SIZE=N for
+# another size), HAKMEM beside glibc and the peers that are installed; the
+# split into malloc, free and the loop itself (a few seconds).
+.PHONY: callgrind
+callgrind: lib $(BUILD)/bench/pair
+	@scripts/callgrind_pair.sh
+
 # Real programs (python3, gcc/make, git, redis, sqlite3) with and without
 # LD_PRELOAD=build/libhakmem.so: outputs must be identical.
 .PHONY: real
