@@ -81,6 +81,7 @@ static void list_remove(hak_slab_t **head, hak_slab_t *s)
 /* Takes s off whichever of the owner's lists holds it. */
 static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
+    uint32_t pin = hak_slab_pin(s->list, s->bsize);
     switch (s->list) {
     case HAK_LIST_CUR:     *cur_slot(t, s->cls) = &hak_empty_slab; break;
     case HAK_LIST_PARTIAL: list_remove(&t->rec->partial[s->cls], s); break;
@@ -88,6 +89,8 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
     default: break;
     }
     s->list = HAK_LIST_NONE;
+    atomic_signal_fence(memory_order_seq_cst);   /* list before used: see the pin */
+    s->used -= pin;
 }
 
 static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
@@ -391,8 +394,10 @@ void hak_heap_process_init(void)
 /* ---- allocation slow path --------------------------------------------------------- */
 static void make_cur(hak_tls_t *t, hak_slab_t *s)
 {
-    *cur_slot(t, s->cls) = s;
+    s->used += hak_slab_pin(HAK_LIST_CUR, s->bsize);
+    atomic_signal_fence(memory_order_seq_cst);   /* used before list: see the pin */
     s->list = HAK_LIST_CUR;
+    *cur_slot(t, s->cls) = s;
 }
 
 /* A slab of class cls with a non-empty free list, made current, or NULL when
@@ -404,8 +409,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     if (atomic_load_explicit(&r->pending, memory_order_relaxed))
         heap_process_pending(t, true);
     if (s != &hak_empty_slab) {
-        *cur_slot(t, cls) = &hak_empty_slab;
-        s->list = HAK_LIST_NONE;
+        slab_unlink(t, s);
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
             return s;
@@ -495,10 +499,7 @@ void hak_free_local_slow(hak_slab_t *s)
         slab_to_partial(t, s);
     }
     if (s->used == 0) {
-        /* Keep the current slab of a small class for the next malloc; return
-         * any other empty slab to the pool. */
-        if (s->list == HAK_LIST_CUR && s->bsize <= HAK_MID_MAX)
-            return;
+        /* Not a pinned current slab: nothing of it is out any more. */
         slab_unlink(t, s);
         slab_release(t, s);
     }
@@ -599,7 +600,7 @@ void hak_free_slow(void *p, const char *call)
 static int release_if_empty(hak_tls_t *t, hak_slab_t *s)
 {
     slab_drain(s);
-    if (s->used != 0)
+    if (s->used != hak_slab_pin(s->list, s->bsize))
         return 0;
     slab_unlink(t, s);
     slab_release(t, s);
@@ -660,6 +661,7 @@ static void fork_fixup(hak_slab_t *s, void *arg)
         return;
     /* Owned by a thread that does not exist in the child, or by nobody. */
     atomic_store(&s->owner, 0);
+    s->used -= hak_slab_pin(s->list, s->bsize);
     if (s->free || s->bump < s->end || atomic_load(&s->remote)) {
         atomic_store(&s->in_full, 0);
         list_push(&abandoned[s->cls], s);

@@ -195,7 +195,7 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->bump = s->start;
     s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
     /* One-block slabs: index = offset, so only offset 0 is a block. */
-    s->div = s->end - s->start == bsize ? (uint64_t)1 << 40 : (((uint64_t)1 << 40) + bsize - 1) / bsize;
+    s->boundary_mul = UINT64_MAX / bsize + 1;     /* ceil(2^64 / bsize), bsize > 1 */
     s->prev = s->next = NULL;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
@@ -315,8 +315,10 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
             if (s->state != HAK_SLAB_ACTIVE)
                 continue;
             n_slabs++;
-            /* Owner-written counter read racily: a snapshot, not a lock. */
-            bytes += (size_t)__atomic_load_n(&s->used, __ATOMIC_RELAXED) * s->bsize;
+            /* Owner-written fields read racily: a snapshot, not a lock. */
+            uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+            uint32_t pin = hak_slab_pin(__atomic_load_n(&s->list, __ATOMIC_RELAXED), s->bsize);
+            bytes += (size_t)(used > pin ? used - pin : 0) * s->bsize;
         }
     }
     *mapped = arena_bytes;

@@ -101,13 +101,25 @@ static inline uintptr_t hak_mark_of(const void *p) { return hak_free_key ^ (uint
 enum { HAK_SLAB_FREE = 0, HAK_SLAB_ACTIVE, HAK_SLAB_HEADER };
 enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED };
 
+/* The pin: while a Tiny or Mid slab is its owner's current slab (list ==
+ * HAK_LIST_CUR), used counts one block more than is out.  A local free then
+ * never takes the current slab to 0, so the fast path's used == 0 test only
+ * fires for slabs that may go back to the pool.  used is raised before list
+ * becomes CUR and lowered after it stops being CUR, so a fork that freezes
+ * the owner in between sees at worst a pin it does not know of (a slab kept
+ * too long), never one too few. */
+static inline uint32_t hak_slab_pin(uint8_t list, uint32_t bsize)
+{
+    return list == HAK_LIST_CUR && bsize <= HAK_MID_MAX;
+}
+
 typedef struct hak_slab {
     /* First cache line: the owner's fields (others read owner and in_full). */
     hak_block_t *free;              /* owner: blocks ready to hand out          */
-    uint32_t used;                  /* owner: blocks out (user's hands + remote) */
+    uint32_t used;                  /* owner: blocks out (user's hands + remote) + pin */
     uint32_t bsize;                 /* block size                                */
     char *bump;                     /* owner: first never-carved block           */
-    uint64_t div;                   /* ceil(2^40 / bsize): block index by multiply */
+    uint64_t boundary_mul;          /* ceil(2^64 / bsize): see hak_slab_boundary  */
     _Atomic uintptr_t owner;        /* heap record address, 0 = none             */
     char *start;                    /* first block (page aligned)                */
     uint8_t cls;                    /* size class                                */
@@ -152,14 +164,16 @@ static inline hak_slab_t *hak_slab_of(hak_superslab_t *ss, const void *p)
     return &ss->slabs[ss->first_page[page]];
 }
 
-/* p is the start of a block of s that has been carved: at a block boundary
- * below the bump pointer.  No division: the index comes from a multiply by
- * div (exact while offset * bsize < 2^40, which every slab shape keeps). */
+/* p, which lies in a page of s (so p >= s->start), is the start of a block
+ * of s that has been carved: below the bump pointer, at a multiple of bsize.
+ * No division: with c = ceil(2^64 / bsize), off is a multiple of bsize iff
+ * off * c (mod 2^64) < c, exact for off < 2^32 (Lemire, Kaser and Kurz,
+ * "Faster remainder by direct computation", 2019); slabs are <= 2 MiB. */
 static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
 {
-    uintptr_t off = (uintptr_t)p - (uintptr_t)s->start;
-    return off < (uintptr_t)(__atomic_load_n(&s->bump, __ATOMIC_RELAXED) - s->start) &&
-           ((off * s->div) >> 40) * s->bsize == off;
+    uint64_t off = (uintptr_t)p - (uintptr_t)s->start;
+    return (const char *)p < __atomic_load_n(&s->bump, __ATOMIC_RELAXED) &&
+           off * s->boundary_mul < s->boundary_mul;
 }
 
 /* ---- heaps ------------------------------------------------------------------ */

@@ -488,6 +488,24 @@ static void test_owns(void)
         }
         hak_free(p);
     }
+
+    /* Every interior offset of a block, for blocks of many sizes: the
+     * boundary test is a multiply, not a division, and must never accept an
+     * offset that is not a multiple of the block size.  The block after p (if
+     * the slab carved one there) is the only other start in range. */
+    long wrong = 0;
+    for (size_t n = 16; n <= 2 * MiB; n += n < 1024 ? 16 : n / 5) {
+        char *p = hak_malloc(n), *q = hak_malloc(n);
+        if (!p || !q) { CHECK(0, "hak_malloc(%zu) failed", n); break; }
+        size_t bs = hak_usable_size(p);
+        size_t step = bs <= 8192 ? 1 : 7;
+        for (size_t k = 1; k < bs; k += step)
+            wrong += hak_owns(p + k) != 0;
+        wrong += hak_owns(p) != 1;
+        hak_free(p);
+        hak_free(q);
+    }
+    CHECK(wrong == 0, "hak_owns accepted %ld interior offsets (or refused a block)", wrong);
 }
 
 /* ---- trim ---------------------------------------------------------------- */
