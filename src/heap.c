@@ -78,13 +78,36 @@ static void list_remove(hak_slab_t **head, hak_slab_t *s)
     s->prev = s->next = NULL;
 }
 
+/* The partial list is a queue: a slab joins at the tail when its first block
+ * comes back and is taken from the head, so the slab a refill gets has had
+ * the longest time to collect frees.  Taking the newest (with one free block)
+ * made Larson refill every 6 mallocs. */
+static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    hak_slab_t *tail = r->partial_tail[s->cls];
+    s->next = NULL;
+    s->prev = tail;
+    if (tail)
+        tail->next = s;
+    else
+        r->partial[s->cls] = s;
+    r->partial_tail[s->cls] = s;
+}
+
+static void partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    if (r->partial_tail[s->cls] == s)
+        r->partial_tail[s->cls] = s->prev;
+    list_remove(&r->partial[s->cls], s);
+}
+
 /* Takes s off whichever of the owner's lists holds it. */
 static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
     uint32_t pin = hak_slab_pin(s->list, s->bsize);
     switch (s->list) {
     case HAK_LIST_CUR:     *cur_slot(t, s->cls) = &hak_empty_slab; break;
-    case HAK_LIST_PARTIAL: list_remove(&t->rec->partial[s->cls], s); break;
+    case HAK_LIST_PARTIAL: partial_remove(t->rec, s); break;
     case HAK_LIST_FULL:    list_remove(&t->rec->full[s->cls], s); break;
     default: break;
     }
@@ -96,7 +119,7 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
 {
     atomic_store_explicit(&s->in_full, 0, memory_order_relaxed);
-    list_push(&t->rec->partial[s->cls], s);
+    partial_append(t->rec, s);
     s->list = HAK_LIST_PARTIAL;
 }
 
@@ -307,6 +330,7 @@ static hak_heap_rec_t *rec_alloc(void)
     for (unsigned c = 0; c < HAK_NCLASS; c++)
         r->cur[c] = &hak_empty_slab;
     memset(r->partial, 0, sizeof r->partial);
+    memset(r->partial_tail, 0, sizeof r->partial_tail);
     memset(r->full, 0, sizeof r->full);
     return r;
 }
@@ -416,7 +440,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         }
     }
     while ((s = r->partial[cls]) != NULL) {
-        list_remove(&r->partial[cls], s);
+        partial_remove(r, s);
         s->list = HAK_LIST_NONE;
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);

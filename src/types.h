@@ -186,7 +186,8 @@ typedef struct hak_heap_rec {
     /* owner thread only: */
     bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
     hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
-    hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out       */
+    hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out, oldest first */
+    hak_slab_t *partial_tail[HAK_NCLASS];
     hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
 } __attribute__((aligned(64))) hak_heap_rec_t;
 
