@@ -1,6 +1,7 @@
 /* The fast paths of malloc and free, inlined into the exported entry points.
  *
- * malloc: size -> class (table), pop the current slab's free list.
+ * malloc: size -> class (a table up to 1 KiB, a few shifts up to 64 KiB),
+ *         pop the current slab's free list.
  * free:   address -> region map -> SuperSlab -> slab; if this thread owns the
  *         slab and p is a block boundary, push onto the slab's free list.
  *         Anything else, including every bad pointer, goes to the slow path,
@@ -17,18 +18,27 @@
 
 #include "types.h"
 
+static inline void *hak_malloc_class(unsigned c)
+{
+    hak_slab_t *s = hak_tls.cur[c];
+    hak_block_t *b = s->free;
+    if (HAK_LIKELY(b != NULL)) {
+        hak_assert((char *)b >= s->start && (char *)b < s->bump);
+        s->free = b->next;
+        s->used++;
+        return b;
+    }
+    return hak_alloc_class(c);
+}
+
+/* Tiny and Mid each inline their own copy of the pop, so that the Tiny path
+ * pays nothing for the Mid one. */
 static inline void *hak_malloc_fast(size_t n)
 {
-    if (HAK_LIKELY(n <= HAK_TINY_MAX)) {
-        hak_slab_t *s = hak_tls.cur[hak_tiny_class[(n + 7) >> 3]];
-        hak_block_t *b = s->free;
-        if (HAK_LIKELY(b != NULL)) {
-            hak_assert((char *)b >= s->start && (char *)b < s->bump);
-            s->free = b->next;
-            s->used++;
-            return b;
-        }
-    }
+    if (HAK_LIKELY(n <= HAK_TINY_MAX))
+        return hak_malloc_class(hak_tiny_class[(n + 7) >> 3]);
+    if (n <= HAK_MID_MAX)
+        return hak_malloc_class(hak_class_of(n));
     return hak_alloc_slow(n);
 }
 
