@@ -440,8 +440,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         }
     }
     while ((s = r->partial[cls]) != NULL) {
-        partial_remove(r, s);
-        s->list = HAK_LIST_NONE;
+        slab_unlink(t, s);
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
             return s;

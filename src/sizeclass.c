@@ -105,4 +105,3 @@ int hak_class_for_aligned(size_t n, size_t align)
             return (int)c;
     return -1;
 }
-

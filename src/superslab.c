@@ -194,7 +194,6 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->start = (char *)ss + (size_t)first * HAK_PAGE_SIZE;
     s->bump = s->start;
     s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
-    /* One-block slabs: index = offset, so only offset 0 is a block. */
     s->boundary_mul = UINT64_MAX / bsize + 1;     /* ceil(2^64 / bsize), bsize > 1 */
     s->prev = s->next = NULL;
     s->bsize = bsize;
