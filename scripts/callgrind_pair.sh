@@ -13,10 +13,12 @@ cd "$(dirname "$0")/.."
 size=${PAIR_SIZE:-64}
 n1=100000 n2=200000
 bin=build/bench/pair
-libdir=/usr/lib/x86_64-linux-gnu   # the same libraries as scripts/bench.py
-allocators=("HAKMEM $PWD/build/libhakmem.so" "glibc -"
-            "mimalloc $libdir/libmimalloc.so.2" "jemalloc $libdir/libjemalloc.so.2"
-            "tcmalloc $libdir/libtcmalloc_minimal.so.4")
+# "name library" lines, "-" for none: the table of scripts/bench.py.
+mapfile -t allocators < <(PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=scripts python3 -c '
+import os, bench
+for name, lib, _ in bench.ALLOCATORS:
+    print(name, os.path.abspath(lib) if lib else "-")') && [ ${#allocators[@]} -gt 0 ] ||
+    { echo "callgrind: cannot read the allocator table of scripts/bench.py" >&2; exit 1; }
 
 fail() { echo "callgrind: $*" >&2; exit 1; }
 command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
