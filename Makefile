@@ -70,7 +70,7 @@ test: tests
 # sanitizer's own allocator stays in charge of malloc and HAKMEM is reached
 # through the hak_* API.  Unit tests under ASan+UBSan, threaded tests under TSan.
 SAN_SRCS  := $(filter-out src/override.c,$(LIB_SRCS))
-SAN_TESTS := test_api test_threads
+SAN_TESTS := test_api test_threads test_remote
 sanitize:
 	@tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
 

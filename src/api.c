@@ -5,12 +5,6 @@
 #include "hakmem.h"
 #include "fastpath.h"
 
-bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
-{
-    return __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
-           (const char *)p >= s->start && hak_slab_boundary(s, p);
-}
-
 hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed)
 {
     switch (hak_region_of((uintptr_t)p)) {

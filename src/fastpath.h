@@ -4,8 +4,8 @@
  *         pop the current slab's free list.
  * free:   address -> region map -> SuperSlab -> slab; if this thread owns the
  *         slab and p is a block boundary, push onto the slab's free list.
- *         Anything else, including every bad pointer, goes to the slow path,
- *         which reports it.
+ *         Anything else, including every bad pointer, goes to a slow path
+ *         (hak_free_slab_slow when the slab is known), which reports it.
  * Neither takes a lock, issues an atomic read-modify-write, makes a system
  * call or divides.  Everything else (first use, refill, a block owned by
  * another thread, Huge blocks, bad pointers) is the slow path's business.
@@ -23,7 +23,7 @@ static inline void *hak_malloc_class(unsigned c)
     hak_slab_t *s = hak_tls.cur[c];
     hak_block_t *b = s->free;
     if (HAK_LIKELY(b != NULL)) {
-        hak_assert((char *)b >= s->start && (char *)b < s->bump);
+        hak_assert(s->list == HAK_LIST_FOREIGN || ((char *)b >= s->start && (char *)b < s->bump));
         s->free = b->next;
         s->used++;
         return b;
@@ -50,7 +50,7 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p)
     b->next = s->free;
     s->free = b;
     if (HAK_UNLIKELY(--s->used == 0) ||
-        HAK_UNLIKELY(atomic_load_explicit(&s->in_full, memory_order_relaxed)))
+        HAK_UNLIKELY(s->parked))
         hak_free_local_slow(s);
 }
 
@@ -64,6 +64,8 @@ static inline void hak_free_fast(void *p, const char *call)
             hak_slab_free_local(s, p);
             return;
         }
+        hak_free_slab_slow(s, p, call);
+        return;
     }
     hak_free_slow(p, call);
 }

@@ -42,7 +42,8 @@ static void fork_child(void)
 {
     hak_lock_reset(&hak_huge_lock);
     hak_pool_unlock_all(true);
-    hak_heap_fork_child();
+    hak_lock_reset(&hak_rec_lock);
+    hak_own_fork_child(&hak_tls);
 }
 
 static void init_slow(void)

@@ -121,7 +121,7 @@ void hak_stats_get(struct hak_stats *out)
     out->os_maps = atomic_load(&hak_stat[HAK_STAT_OS_MAPS]);
     out->os_unmaps = atomic_load(&hak_stat[HAK_STAT_OS_UNMAPS]);
     out->os_purges = atomic_load(&hak_stat[HAK_STAT_OS_PURGES]);
-    out->remote_frees = (size_t)hak_heap_remote_frees();
+    out->remote_frees = (size_t)hak_remote_frees();
     out->threads_started = atomic_load(&hak_stat[HAK_STAT_THREADS_STARTED]);
     out->threads_exited = atomic_load(&hak_stat[HAK_STAT_THREADS_EXITED]);
 }

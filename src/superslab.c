@@ -200,10 +200,8 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->cls = (uint8_t)cls;
     s->list = HAK_LIST_NONE;
     s->npages = (uint8_t)k;
-    s->pending_next = NULL;
     atomic_store(&s->remote, NULL);
-    atomic_store(&s->pending, 0);
-    atomic_store(&s->in_full, 0);
+    s->parked = 0;
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)first;
     s->state = HAK_SLAB_ACTIVE;

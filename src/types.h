@@ -13,29 +13,51 @@
  *               a list of full slabs (in the thread's heap record).
  *   Huge block  A block above HAKMEM_LARGE_MAX with its own mapping.
  *
- * Ownership (who may touch what)
+ * Ownership (who may touch what; transitions in remote.c, checked by
+ * hak_slab_check in DEBUG builds)
  *   - A slab has at most one owner, a heap (slab.owner = address of the heap
- *     record).  Only the owner thread reads or writes free, used, bump and the
- *     list links.  Other threads read owner and in_full, and push to remote.
- *   - owner goes from 0 to a heap only under hak_own_lock (adoption) or under
- *     the pool lock (a fresh slab); from a heap to 0 only by the owner, under
- *     hak_own_lock (thread exit) or the pool lock (slab returned to the pool).
- *   - A block of a slab is in exactly one of: the user's hands, slab.free,
- *     slab.remote, or never carved (at or beyond slab.bump).
- *     used = blocks in the user's hands + blocks in remote.
+ *     record).  Only the owner thread reads or writes free, used, bump,
+ *     parked and the list links.  Other threads read owner and push to
+ *     remote; nobody but the owner touches an owned slab's blocks' links.
+ *   - The legal combinations (anything else is a bug):
+ *
+ *       state   owner         list        parked  what it means
+ *       FREE    0             NONE        -       pages in the pool
+ *       ACTIVE  heap H        CUR         0       H allocates from it (pinned)
+ *       ACTIVE  heap H        PARTIAL     0       free or uncarved blocks > 0
+ *       ACTIVE  heap H        FULL        1       free = NULL, bump = end
+ *       ACTIVE  heap H        NONE        0       inside one of H's slow paths
+ *       ACTIVE  0             ABANDONED   0       something to give (free,
+ *                                                 uncarved or remote)
+ *       ACTIVE  0             NONE        1       nothing to give: the next
+ *                                                 free into it adopts it
+ *       ACTIVE  OWNER_DYING   NONE        -       used = 0, on its way to the pool
+ *
+ *     owner goes 0 -> H only under hak_own_lock (adoption) or the pool lock
+ *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit).
+ *   - Counting: a block of a slab is never carved (at or beyond bump), on
+ *     slab.free, or out: in the user's hands, in a thread's foreign cache,
+ *     in a heap's inbox, or on slab.remote.  With pin = 1 for a current
+ *     Tiny or Mid slab (hak_slab_pin), 0 otherwise:
+ *         (bump - start) / bsize = |free| + used - pin
+ *     so a slab is returned to the pool only when used - pin = 0: no block
+ *     can be anywhere else.
  *   - The common malloc and free touch only the calling thread's TLS and the
  *     descriptor of a slab that thread owns: no lock, no atomic RMW.
- *   - A free by a thread that is not the owner pushes the block onto
- *     slab.remote (lock-free, many producers) and the owner takes the whole
- *     list with one exchange (single consumer: no ABA).
- *   - A full slab (no free block, no uncarved block) is parked on its owner's
- *     full list with in_full = 1.  Whoever pushes a remote block onto a parked
- *     slab also makes sure the slab is on its owner's pending stack
- *     (heap_rec.pending, guarded by slab.pending), so the owner finds it
- *     without scanning.  An ownerless slab is adopted by the first thread that
- *     frees into it or needs a slab of its class; remote blocks are never lost.
+ *   - A free by a thread that does not own the slab keeps the block in the
+ *     freeing thread's foreign cache for its class (heap_rec.foreign: the
+ *     thread hands such blocks out again itself, so a block may move between
+ *     threads without going home).  A full cache is shipped: its blocks are
+ *     grouped by owner and each group is pushed onto the owner's inbox with
+ *     one compare-and-swap; the owner takes its whole inbox with one
+ *     exchange in its slow path and frees each block locally.
+ *   - An inbox is closed (HAK_INBOX_CLOSED) while its thread exits; a push
+ *     that finds it closed puts each block on its slab's remote list, which
+ *     the exiting owner drains (or, once the slab is ownerless, its
+ *     adopter).  An ownerless slab is adopted by the first thread that frees
+ *     into it or needs a slab of its class; remote blocks are never lost.
  *   - SuperSlab memory and heap records are never unmapped, only purged
- *     (madvise), so a racing reader of a descriptor never faults.
+ *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
 #ifndef HAK_TYPES_H
 #define HAK_TYPES_H
@@ -99,7 +121,8 @@ extern bool hak_check_mode HAK_HIDDEN;   /* HAKMEM_CHECK, fixed at initialisatio
 static inline uintptr_t hak_mark_of(const void *p) { return hak_free_key ^ (uintptr_t)p; }
 
 enum { HAK_SLAB_FREE = 0, HAK_SLAB_ACTIVE, HAK_SLAB_HEADER };
-enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED };
+enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED,
+       HAK_LIST_FOREIGN /* a heap's foreign-cache stand-in, never a real slab */ };
 
 /* The pin: while a Tiny or Mid slab is its owner's current slab (list ==
  * HAK_LIST_CUR), used counts one block more than is out.  A local free then
@@ -114,9 +137,9 @@ static inline uint32_t hak_slab_pin(uint8_t list, uint32_t bsize)
 }
 
 typedef struct hak_slab {
-    /* First cache line: the owner's fields (others read owner and in_full). */
+    /* First cache line: the owner's fields (others read owner). */
     hak_block_t *free;              /* owner: blocks ready to hand out          */
-    uint32_t used;                  /* owner: blocks out (user's hands + remote) + pin */
+    uint32_t used;                  /* owner: blocks out + pin (see Counting)    */
     uint32_t bsize;                 /* block size                                */
     char *bump;                     /* owner: first never-carved block           */
     uint64_t boundary_mul;          /* ceil(2^64 / bsize): see hak_slab_boundary  */
@@ -126,12 +149,10 @@ typedef struct hak_slab {
     uint8_t state;                  /* HAK_SLAB_*; written under the pool lock   */
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
     uint8_t npages;                 /* pages spanned                             */
-    _Atomic uint8_t in_full;        /* owner writes; remote freers read          */
+    uint8_t parked;                 /* owner: on the full list (see the table)   */
     uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
     /* Second cache line: written by other threads, or rarely. */
     _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
-    _Atomic uint8_t pending;        /* 1 while on (or being pushed to) a pending stack */
-    struct hak_slab *pending_next;  /* link on the owner's pending stack         */
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
     char *end;                      /* end of the last whole block               */
 } __attribute__((aligned(64))) hak_slab_t;
@@ -178,17 +199,25 @@ static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
 
 /* ---- heaps ------------------------------------------------------------------ */
 /* The shared part of a thread's heap.  Records are recycled, never unmapped:
- * a thread that read a stale owner may still touch pending and notifiers. */
+ * a thread that read a stale owner may still push onto inbox, and the
+ * receiver frees each block by its slab's current owner. */
+#define HAK_INBOX_CLOSED ((hak_block_t *)1)   /* the thread is exiting */
 typedef struct hak_heap_rec {
-    _Atomic(hak_slab_t *) pending;  /* parked slabs that received remote frees   */
-    _Atomic int notifiers;          /* threads between reading owner and pushing */
+    _Atomic(hak_block_t *) inbox;   /* blocks of our slabs freed by others, in batches */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
     /* owner thread only: */
     bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
+    uint32_t foreign_in[HAK_NCLASS];/* blocks put in foreign[c] since it was last empty */
+    uint16_t foreign_cap[HAK_NCLASS];/* foreign[c] is shipped home beyond this many */
     hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
     hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out, oldest first */
     hak_slab_t *partial_tail[HAK_NCLASS];
     hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
+    /* The foreign cache: blocks of other heaps' slabs this thread freed, on
+     * the free list of a stand-in slab (list HAK_LIST_FOREIGN) that can be
+     * made current, so the fast path hands them out.  Its used counts pops,
+     * so it holds foreign_in[c] - foreign[c].used blocks. */
+    hak_slab_t foreign[HAK_NCLASS];
 } __attribute__((aligned(64))) hak_heap_rec_t;
 
 #define HAK_HEAP_ID_NONE ((uintptr_t)1) /* never a record address, never 0 */
@@ -254,22 +283,81 @@ HAK_HIDDEN void hak_pool_visit(hak_slab_visitor fn, void *arg); /* caller holds 
 HAK_HIDDEN void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
                                  size_t *slabs, size_t *in_use);
 
-/* ---- heaps (heap.c) ---------------------------------------------------------- */
+/* ---- heaps (heap.c): what the owning thread does ------------------------------ */
 HAK_HIDDEN void *hak_alloc_slow(size_t n);
 HAK_HIDDEN void *hak_alloc_class(unsigned cls);
 HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
 HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
-HAK_HIDDEN void  hak_free_slow(void *p, const char *call);
 HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_thread_exit(void *rec);
 HAK_HIDDEN int   hak_heap_trim(void);
-HAK_HIDDEN void  hak_heap_fork_child(void);
 HAK_HIDDEN void  hak_heap_process_init(void);
-HAK_HIDDEN uint64_t hak_heap_remote_frees(void);
-HAK_HIDDEN extern hak_lock_t hak_own_lock;
+HAK_HIDDEN bool  hak_heap_init(hak_tls_t *t);
+HAK_HIDDEN void  hak_slab_drain(hak_slab_t *s);
+HAK_HIDDEN void  hak_heap_unlink(hak_tls_t *t, hak_slab_t *s);
+HAK_HIDDEN void  hak_heap_file(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN extern hak_lock_t hak_rec_lock;
+
+/* The owner value of t's slabs (t->id is only what the fast path compares,
+ * which HAKMEM_CHECK keeps unmatchable). */
+static inline uintptr_t hak_heap_id(const hak_tls_t *t)
+{
+    return t->rec ? (uintptr_t)t->rec : HAK_HEAP_ID_NONE;
+}
+
+/* Where t keeps its current slab of class c: TLS for the fast path, or the
+ * heap record when HAKMEM_CHECK keeps the fast path away from it. */
+static inline hak_slab_t **hak_cur_slot(hak_tls_t *t, unsigned c)
+{
+    return t->rec->check ? &t->rec->cur[c] : &t->cur[c];
+}
+
+/* Doubly linked slab lists.  Head stores are relaxed atomics because the
+ * refill peeks at an abandoned list's head without the lock. */
+static inline void hak_list_push(hak_slab_t **head, hak_slab_t *s)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    __atomic_store_n(head, s, __ATOMIC_RELAXED);
+}
+
+static inline void hak_list_remove(hak_slab_t **head, hak_slab_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        __atomic_store_n(head, s->next, __ATOMIC_RELAXED);
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* ---- slab ownership and cross-thread frees (remote.c) ----------------------------- */
+HAK_HIDDEN void  hak_free_slow(void *p, const char *call);
+HAK_HIDDEN void  hak_free_slab_slow(hak_slab_t *s, void *p, const char *call);
+HAK_HIDDEN void  hak_inbox_take(hak_tls_t *t);
+HAK_HIDDEN void  hak_inbox_close(hak_tls_t *t);
+HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
+HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
+HAK_HIDDEN void  hak_foreign_ship(hak_tls_t *t, unsigned cls);
+HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
+HAK_HIDDEN void  hak_slab_release(hak_tls_t *t, hak_slab_t *s);
+HAK_HIDDEN void  hak_slab_abandon(hak_slab_t *s);
+HAK_HIDDEN hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls);
+HAK_HIDDEN int   hak_abandoned_trim(hak_tls_t *t);
+HAK_HIDDEN void  hak_own_fork_child(hak_tls_t *t);
+HAK_HIDDEN uint64_t hak_remote_frees(void);
+HAK_HIDDEN void  hak_remote_thread_exit(void);
+HAK_HIDDEN extern hak_lock_t hak_own_lock;
+#ifdef HAK_DEBUG
+HAK_HIDDEN void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s);
+#else
+static inline void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s) { (void)t; (void)s; }
+#endif
 
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */
 HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align, bool zero);
@@ -285,7 +373,12 @@ HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
  * for a pointer that is not a block HAKMEM handed out (with if_freed as the
  * error when p looks like a block already freed). */
 HAK_HIDDEN hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed);
-HAK_HIDDEN bool hak_slab_block_valid(const hak_slab_t *s, const void *p);
+/* p is a block of s that has been handed out at some time (s in use). */
+static inline bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
+{
+    return __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
+           (const char *)p >= s->start && hak_slab_boundary(s, p);
+}
 /* A freed block's mark is intact: p is (with certainty up to 2^-64) free. */
 static inline bool hak_block_is_free(const void *p)
 {

@@ -3,7 +3,7 @@
 #   tests/sanitize.sh "<CC>" "<library sources without src/override.c>" "<tests>"
 # The library is built without its malloc overrides, so the sanitizer's own
 # allocator keeps malloc and the tests reach HAKMEM through hak_*.
-#   - threaded tests (name contains "thread") run under ThreadSanitizer,
+#   - threaded tests (name contains "thread" or "remote") run under ThreadSanitizer,
 #     build/san-tsan/<test>, with HAKTEST_SCALE (default 0.25) for a smaller run;
 #   - every other test runs under AddressSanitizer + UBSan, build/san-asan/<test>.
 # Prints PASS/FAIL per test and ends with "N passed, N failed"; exits non-zero
@@ -48,7 +48,7 @@ fi
 
 for t in $TESTS; do
     case $t in
-        *thread*) kind=tsan; flags=("${TSAN_FLAGS[@]}") ;;
+        *thread*|*remote*) kind=tsan; flags=("${TSAN_FLAGS[@]}") ;;
         *)        kind=asan; flags=("${ASAN_FLAGS[@]}") ;;
     esac
     name="$t ($kind)"

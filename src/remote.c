@@ -1,0 +1,467 @@
+/* Slab ownership and frees from other threads: every transition of a slab
+ * between owners, one function each, with the table in types.h.
+ *
+ * A free by a thread that does not own the block's slab goes into that
+ * thread's foreign cache for the class (no atomic operation).  The thread
+ * hands those blocks out again itself (heap.c makes the cache current when
+ * its own slab runs dry), so memory passed between threads is reused where
+ * it is freed, as a thread cache does.  When a class's cache is over its
+ * bound, its blocks are shipped home: grouped by owner, one compare-and-swap
+ * per group onto the owner's inbox.  The owner takes its whole inbox with
+ * one exchange at its next slow path and frees each block locally.
+ *
+ * The foreign cache is flushed (shipped) when it is full, on malloc_trim and
+ * at thread exit; it is bounded by FOREIGN_BYTES per class, so a thread
+ * that stops freeing holds at most that much of other threads' memory.
+ *
+ * Ownerless slabs (their thread exited, or it was not the thread that
+ * forked) are adopted: by a thread that needs a slab of their class (from the
+ * abandoned lists) or by the first thread that frees into them.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+#include "fastpath.h"
+
+#define OWNER_DYING    ((uintptr_t)3)   /* slab on its way back to the pool */
+#define REC_ALIGN_MASK ((uintptr_t)63)  /* heap records are 64-byte aligned */
+#define FOREIGN_BYTES  (16 * 1024)      /* a class's foreign cache is shipped beyond this */
+#define FOREIGN_MAX    256              /* ... or beyond this many blocks     */
+#define SHIP_SLOTS     8                /* owners one shipment groups at once */
+
+hak_lock_t hak_own_lock;                /* abandoned lists; owner 0 -> heap */
+static hak_slab_t *abandoned[HAK_NCLASS];
+static _Atomic size_t remote_frees_counted; /* flushed by threads every 256 */
+static __thread uint64_t tls_remote_frees     /* this thread's, flushed in 256s */
+    __attribute__((tls_model("initial-exec")));
+
+static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const char *call);
+
+static inline hak_slab_t *slab_of_block(const void *b)
+{
+    return hak_slab_of(hak_ss_of(b), b);
+}
+
+static inline bool is_heap(uintptr_t o)
+{
+    return o != 0 && (o & REC_ALIGN_MASK) == 0;
+}
+
+/* ---- ownerless slabs ------------------------------------------------------------ */
+/* Owner 0 -> t, for a slab nobody owns (abandoned or full and ownerless). */
+static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
+{
+    bool ok;
+    hak_lock(&hak_own_lock);
+    ok = __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
+         atomic_load(&s->owner) == 0;
+    if (ok) {
+        if (s->list == HAK_LIST_ABANDONED)
+            hak_list_remove(&abandoned[s->cls], s);
+        s->list = HAK_LIST_NONE;
+        s->parked = 0;
+        atomic_store(&s->owner, hak_heap_id(t));
+    }
+    hak_unlock(&hak_own_lock);
+    return ok;
+}
+
+/* A slab that has just lost its owner: on the abandoned list if it has
+ * anything to give, otherwise parked until a free into it adopts it. */
+static void file_ownerless(hak_slab_t *s)
+{
+    if (s->free || s->bump < s->end || atomic_load(&s->remote)) {
+        s->parked = 0;
+        hak_list_push(&abandoned[s->cls], s);
+        s->list = HAK_LIST_ABANDONED;
+    } else {
+        s->parked = 1;
+        s->list = HAK_LIST_NONE;
+    }
+}
+
+/* Owner t -> 0 at thread exit; the caller has drained the slab.  Stores
+ * owner before it reads remote, and a pusher onto remote reads owner after
+ * its push (remote_push), so a block that arrives meanwhile is seen by one
+ * of the two and the slab ends on the abandoned list. */
+void hak_slab_abandon(hak_slab_t *s)
+{
+    hak_lock(&hak_own_lock);
+    atomic_store(&s->owner, 0);
+    file_ownerless(s);
+    hak_slab_check(NULL, s);
+    hak_unlock(&hak_own_lock);
+}
+
+/* An ownerless slab got a block on its remote list: make sure a thread that
+ * needs its class adopts it. */
+static void slab_orphan_to_abandoned(hak_slab_t *s)
+{
+    hak_lock(&hak_own_lock);
+    if (atomic_load(&s->owner) == 0 && s->list != HAK_LIST_ABANDONED &&
+        __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE) {
+        s->parked = 0;
+        hak_list_push(&abandoned[s->cls], s);
+        s->list = HAK_LIST_ABANDONED;
+    }
+    hak_unlock(&hak_own_lock);
+}
+
+/* Block b onto its slab's remote list: for slabs whose owner is exiting or
+ * gone, and for freers without a heap.  Whoever owns the slab next drains it. */
+static void remote_push(hak_slab_t *s, hak_block_t *b)
+{
+    hak_block_t *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+    do
+        b->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, b, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+    if (atomic_load(&s->owner) == 0)
+        slab_orphan_to_abandoned(s);
+}
+
+/* A slab of class cls from the abandoned list, now t's, or NULL. */
+hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls)
+{
+    if (__atomic_load_n(&abandoned[cls], __ATOMIC_RELAXED) == NULL)
+        return NULL;
+    hak_lock(&hak_own_lock);
+    hak_slab_t *s = abandoned[cls];
+    if (s) {
+        hak_list_remove(&abandoned[cls], s);
+        s->list = HAK_LIST_NONE;
+        s->parked = 0;
+        atomic_store(&s->owner, hak_heap_id(t));
+    }
+    hak_unlock(&hak_own_lock);
+    return s;
+}
+
+/* Abandoned slabs whose blocks have all come back go to the pool: draining
+ * needs an owner, so t takes each list, releases the empty slabs and
+ * abandons the rest again. */
+int hak_abandoned_trim(hak_tls_t *t)
+{
+    int released = 0;
+    for (unsigned c = 0; c < HAK_NCLASS; c++) {
+        hak_lock(&hak_own_lock);
+        hak_slab_t *list = abandoned[c];
+        __atomic_store_n(&abandoned[c], NULL, __ATOMIC_RELAXED);
+        for (hak_slab_t *s = list; s; s = s->next) {
+            s->list = HAK_LIST_NONE;
+            atomic_store(&s->owner, hak_heap_id(t));
+        }
+        hak_unlock(&hak_own_lock);
+        while (list) {
+            hak_slab_t *s = list;
+            list = s->next;
+            s->prev = s->next = NULL;
+            hak_slab_drain(s);
+            if (s->used == 0) {
+                hak_slab_release(t, s);
+                released = 1;
+            } else {
+                hak_slab_abandon(s);
+            }
+        }
+    }
+    return released;
+}
+
+/* Owner t -> the pool, for a slab with no block out.  OWNER_DYING first, so
+ * that a racing second free of one of its blocks is reported. */
+void hak_slab_release(hak_tls_t *t, hak_slab_t *s)
+{
+    hak_assert(s->used == 0 && s->list == HAK_LIST_NONE);
+    hak_slab_check(t, s);
+    atomic_store(&s->owner, OWNER_DYING);
+    hak_pool_slab_free(s);
+}
+
+/* ---- inboxes ------------------------------------------------------------------- */
+/* Pushes the chain head..tail onto heap o's inbox: one compare-and-swap.  A
+ * closed inbox (its thread is exiting) sends each block home on its own. */
+static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
+{
+    hak_heap_rec_t *r = (hak_heap_rec_t *)o;
+    hak_block_t *old = atomic_load_explicit(&r->inbox, memory_order_relaxed);
+    do {
+        if (old == HAK_INBOX_CLOSED) {
+            tail->next = NULL;
+            while (head) {
+                hak_block_t *b = head;
+                head = b->next;
+                hak_slab_t *s = slab_of_block(b);
+                uintptr_t now = atomic_load(&s->owner);
+                if (is_heap(now) && now != o)
+                    inbox_push(now, b, b);  /* adopted by a live thread meanwhile */
+                else
+                    remote_push(s, b);      /* o drains it at exit, or it is ownerless */
+            }
+            return;
+        }
+        tail->next = old;
+    } while (!atomic_compare_exchange_weak_explicit(&r->inbox, &old, head, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* Frees every block of list as the calling thread: its own slabs' blocks
+ * locally, the others grouped by owner and pushed to each owner's inbox. */
+static void free_batch(hak_tls_t *t, hak_block_t *list)
+{
+    struct { uintptr_t owner; hak_block_t *head, *tail; } slot[SHIP_SLOTS] = { { 0 } };
+    uintptr_t me = hak_heap_id(t);
+    while (list) {
+        hak_block_t *b = list;
+        list = b->next;
+        hak_slab_t *s = slab_of_block(b);
+        uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
+        if (o == me) {
+            hak_slab_free_local(s, b);
+            continue;
+        }
+        if (!is_heap(o)) {
+            free_by_owner(t, s, b, "free");
+            continue;
+        }
+        unsigned k = (unsigned)(o >> 6) % SHIP_SLOTS;
+        if (slot[k].owner != o) {
+            if (slot[k].head)
+                inbox_push(slot[k].owner, slot[k].head, slot[k].tail);
+            slot[k].owner = o;
+            slot[k].head = NULL;
+        }
+        b->next = slot[k].head;
+        if (slot[k].head == NULL)
+            slot[k].tail = b;
+        slot[k].head = b;
+    }
+    for (unsigned k = 0; k < SHIP_SLOTS; k++)
+        if (slot[k].head)
+            inbox_push(slot[k].owner, slot[k].head, slot[k].tail);
+}
+
+/* The owner's side: every block other threads sent home since last time. */
+void hak_inbox_take(hak_tls_t *t)
+{
+    hak_heap_rec_t *r = t->rec;
+    if (atomic_load_explicit(&r->inbox, memory_order_relaxed) == NULL)
+        return;
+    free_batch(t, atomic_exchange_explicit(&r->inbox, NULL, memory_order_acquire));
+}
+
+/* At thread exit: takes the inbox for the last time and closes it, so that
+ * no push lands there any more. */
+void hak_inbox_close(hak_tls_t *t)
+{
+    hak_block_t *list = atomic_exchange_explicit(&t->rec->inbox, HAK_INBOX_CLOSED,
+                                                 memory_order_acquire);
+    free_batch(t, list == HAK_INBOX_CLOSED ? NULL : list);
+}
+
+void hak_inbox_open(hak_heap_rec_t *r)
+{
+    atomic_store_explicit(&r->inbox, NULL, memory_order_release);
+}
+
+/* ---- foreign caches ---------------------------------------------------------------- */
+void hak_foreign_init(hak_heap_rec_t *r)
+{
+    for (unsigned c = 0; c < HAK_NCLASS; c++) {
+        hak_slab_t *f = &r->foreign[c];
+        memset(f, 0, sizeof *f);
+        f->list = HAK_LIST_FOREIGN;
+        f->cls = (uint8_t)c;
+        f->bsize = hak_classes[c].size;
+        uint32_t cap = FOREIGN_BYTES / f->bsize;
+        r->foreign_cap[c] = (uint16_t)(cap < FOREIGN_MAX ? cap : FOREIGN_MAX);
+        r->foreign_in[c] = 0;
+    }
+}
+
+/* Ships every block of t's foreign cache of class cls home. */
+void hak_foreign_ship(hak_tls_t *t, unsigned cls)
+{
+    hak_heap_rec_t *r = t->rec;
+    hak_slab_t *f = &r->foreign[cls];
+    hak_block_t *list = f->free;
+    f->free = NULL;
+    f->used = 0;
+    r->foreign_in[cls] = 0;
+    free_batch(t, list);
+}
+
+/* Until every class is empty: shipping may adopt a slab, whose frees then
+ * come back as the adopter's own. */
+void hak_foreign_ship_all(hak_tls_t *t)
+{
+    for (bool any = true; any;) {
+        any = false;
+        for (unsigned c = 0; c < HAK_NCLASS; c++)
+            if (t->rec->foreign[c].free) {
+                hak_foreign_ship(t, c);
+                any = true;
+            }
+    }
+}
+
+/* Block b of slab s, owned by the live heap o, freed by t. */
+static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t o)
+{
+    if ((++tls_remote_frees & 255) == 0)   /* a shared counter per free would bounce */
+        atomic_fetch_add_explicit(&remote_frees_counted, 256, memory_order_relaxed);
+    hak_heap_rec_t *r = t->rec;
+    if (HAK_UNLIKELY(r == NULL)) {
+        if (!hak_heap_init(t)) {
+            inbox_push(o, b, b);        /* no heap (out of memory): straight home */
+            return;
+        }
+        r = t->rec;
+    }
+    unsigned c = s->cls;
+    hak_slab_t *f = &r->foreign[c];
+    b->next = f->free;
+    f->free = b;
+    if (HAK_UNLIKELY(++r->foreign_in[c] - f->used > r->foreign_cap[c]))
+        hak_foreign_ship(t, c);
+}
+
+/* ---- frees ------------------------------------------------------------------------- */
+/* Frees block b of slab s as thread t, by whoever owns s now. */
+static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const char *call)
+{
+    for (;;) {
+        uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
+        if (o == hak_heap_id(t)) {
+            hak_slab_free_local(s, b);
+            return;
+        }
+        if (is_heap(o)) {
+            free_foreign(t, s, b, o);
+            return;
+        }
+        if (o != 0)                      /* dying: every block of it is free already */
+            hak_fatal(call, "double free", b);
+        if (t->rec == NULL && !hak_heap_init(t)) {
+            remote_push(s, b);           /* no heap (out of memory): left for an adopter */
+            return;
+        }
+        if (slab_adopt(t, s)) {
+            hak_heap_file(t, s);         /* b is out, so s is not released here */
+            hak_slab_free_local(s, b);
+            return;
+        }
+        if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != HAK_SLAB_ACTIVE)
+            hak_fatal(call, "double free", b);
+        /* adopted by someone else meanwhile: look again */
+    }
+}
+
+void hak_free_slow(void *p, const char *call)
+{
+    if (p == NULL)
+        return;
+    hak_slab_t *s = hak_block_slab(p, call, "double free");
+    if (s == NULL) {
+        hak_huge_free(p, call);
+        return;
+    }
+    if (hak_check_mode) {
+        if (hak_block_is_free(p))
+            hak_fatal(call, "double free", p);
+        ((hak_block_t *)p)->mark = hak_mark_of(p);
+    }
+    free_by_owner(&hak_tls, s, (hak_block_t *)p, call);
+}
+
+/* The fast path found p's slab s but not as its owner (or p is not a block
+ * boundary): the common case is a block of another thread's slab. */
+void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
+{
+    hak_tls_t *t = &hak_tls;
+    uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_check_mode &&
+        hak_slab_block_valid(s, p))
+        free_foreign(t, s, (hak_block_t *)p, o);
+    else
+        hak_free_slow(p, call);
+}
+
+/* Up to 255 per live thread (other than the caller) are not counted yet. */
+uint64_t hak_remote_frees(void)
+{
+    return atomic_load_explicit(&remote_frees_counted, memory_order_relaxed) +
+           (tls_remote_frees & 255);
+}
+
+void hak_remote_thread_exit(void)
+{
+    atomic_fetch_add_explicit(&remote_frees_counted, tls_remote_frees & 255, memory_order_relaxed);
+    tls_remote_frees = 0;
+}
+
+/* ---- fork ------------------------------------------------------------------------------ */
+static void fork_fixup(hak_slab_t *s, void *arg)
+{
+    if (atomic_load(&s->owner) == (uintptr_t)arg)
+        return;
+    /* Owned by a thread that does not exist in the child, or by nobody. */
+    atomic_store(&s->owner, 0);
+    s->used -= hak_slab_pin(s->list, s->bsize);
+    file_ownerless(s);
+}
+
+/* In the child of fork, alone.  Slabs of the parent's other threads become
+ * ownerless and the abandoned lists are rebuilt from the SuperSlabs.  Blocks
+ * that other threads held in their foreign caches or had sent to other
+ * threads' inboxes stay counted as out: like the blocks those threads held,
+ * the child cannot know of them. */
+void hak_own_fork_child(hak_tls_t *t)
+{
+    hak_lock_reset(&hak_own_lock);
+    memset(abandoned, 0, sizeof abandoned);
+    hak_pool_visit(fork_fixup, (void *)hak_heap_id(t));
+}
+
+/* ---- the checker (make DEBUG=1) ------------------------------------------------------- */
+#ifdef HAK_DEBUG
+/* The table and the counting equation of types.h, for slab s as seen by t
+ * (NULL: by the thread that just made s ownerless, under hak_own_lock). */
+void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s)
+{
+    if (s->list == HAK_LIST_FOREIGN)
+        return;
+    uintptr_t o = atomic_load(&s->owner);
+    hak_assert(s->state == HAK_SLAB_ACTIVE);
+    hak_assert(s->start <= s->bump && s->bump <= s->end);
+    size_t capacity = (size_t)(s->end - s->start) / s->bsize, nfree = 0;
+    for (const hak_block_t *b = s->free; b; b = b->next) {
+        hak_assert(hak_slab_block_valid(s, b));
+        hak_assert(++nfree <= capacity);
+    }
+    uint32_t pin = hak_slab_pin(s->list, s->bsize);
+    hak_assert(s->used >= pin);
+    hak_assert((size_t)(s->bump - s->start) / s->bsize == nfree + s->used - pin);
+    switch (s->list) {
+    case HAK_LIST_CUR:
+        hak_assert(t && o == hak_heap_id(t) && !s->parked);
+        break;
+    case HAK_LIST_PARTIAL:
+        hak_assert(t && o == hak_heap_id(t) && !s->parked && (s->free || s->bump < s->end));
+        break;
+    case HAK_LIST_FULL:
+        hak_assert(t && o == hak_heap_id(t) && s->parked && !s->free && s->bump == s->end);
+        break;
+    case HAK_LIST_ABANDONED:
+        hak_assert(o == 0 && !s->parked);
+        break;
+    case HAK_LIST_NONE:
+        if (o == 0)
+            hak_assert(s->parked && !s->free && s->bump == s->end);
+        else
+            hak_assert(t && o == hak_heap_id(t) && !s->parked);
+        break;
+    default:
+        hak_assert(!"slab on an unknown list");
+    }
+}
+#endif

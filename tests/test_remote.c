@@ -1,0 +1,286 @@
+/* Frees by threads that do not own the block: the foreign cache, shipping
+ * home in batches, the owner's inbox, thread exit with blocks in flight,
+ * adoption of slabs whose owner exited.  Each case ends by checking that
+ * every slab came back: after the frees and a trim, the process holds as
+ * many slabs and in-use bytes as before the case (so no block was lost in
+ * a cache, an inbox or a remote list).  The threads' order of events
+ * differs from run to run; what is asserted does not depend on it. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include "hakmem.h"
+#include "testutil.h"
+
+struct figures { size_t slabs, in_use; };
+
+static struct figures settle(void)
+{
+    struct hak_stats st;
+    hak_trim(0);
+    hak_stats_get(&st);
+    return (struct figures){ st.slabs, st.in_use };
+}
+
+static void check_settled(const char *name, struct figures before)
+{
+    struct figures after = settle();
+    CHECK(after.slabs == before.slabs, "%s: %zu slabs before, %zu after", name, before.slabs,
+          after.slabs);
+    CHECK(after.in_use == before.in_use, "%s: %zu bytes in use before, %zu after", name,
+          before.in_use, after.in_use);
+}
+
+static void run(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fn, arg) == 0, "pthread_create");
+    pthread_join(t, NULL);
+}
+
+static void fill(void **v, size_t n, size_t size)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i] = hak_malloc(size);
+        CHECK(v[i] != NULL, "malloc(%zu)", size);
+        memset(v[i], (int)(i & 0xff), size);
+    }
+}
+
+static int intact(void *p, size_t i, size_t size)
+{
+    const unsigned char *b = p;
+    for (size_t k = 0; k < size; k++)
+        if (b[k] != (unsigned char)(i & 0xff))
+            return 0;
+    return 1;
+}
+
+/* ---- a thread hands out again the blocks it freed for others ---------------- */
+#define REUSE_N 100
+#define REUSE_SIZE 200
+static void *reuse_block[REUSE_N];
+
+static void *reuse_thread(void *arg)
+{
+    int *from_owner = arg;
+    void *freed[REUSE_N / 2];
+    for (int i = 0; i < REUSE_N / 2; i++) {
+        freed[i] = reuse_block[i];
+        hak_free(reuse_block[i]);
+    }
+    /* This thread has no slab of the class: its blocks come from the cache. */
+    for (int i = 0; i < REUSE_N / 2; i++) {
+        void *p = hak_malloc(REUSE_SIZE);
+        for (int j = 0; j < REUSE_N / 2; j++)
+            if (p == freed[j])
+                (*from_owner)++;
+        reuse_block[i] = p;
+    }
+    return NULL;
+}
+
+static void test_foreign_reuse(void)
+{
+    struct figures before = settle();
+    int from_owner = 0;
+    fill(reuse_block, REUSE_N, REUSE_SIZE);
+    run(reuse_thread, &from_owner);
+    CHECK(from_owner == REUSE_N / 2, "foreign reuse: %d of %d blocks came from the freed ones",
+          from_owner, REUSE_N / 2);
+    for (int i = 0; i < REUSE_N; i++)
+        hak_free(reuse_block[i]);
+    check_settled("foreign reuse", before);
+}
+
+/* ---- many frees: the cache is shipped home in batches --------------------------- */
+#define SHIP_N 20000
+static void *ship_block[SHIP_N];
+static size_t ship_size;
+
+static void *ship_free_all(void *arg)
+{
+    int *bad = arg;
+    for (size_t i = 0; i < SHIP_N; i++) {
+        if (!intact(ship_block[i], i, ship_size))
+            (*bad)++;
+        hak_free(ship_block[i]);
+    }
+    return NULL;                         /* exits with part of them cached */
+}
+
+static void test_ship_home(size_t size)
+{
+    struct figures before = settle();
+    int bad = 0;
+    ship_size = size;
+    fill(ship_block, SHIP_N, size);
+    run(ship_free_all, &bad);
+    CHECK(bad == 0, "ship home %zu B: %d blocks changed in flight", size, bad);
+    /* The owner takes its inbox in a slow path: a trim here. */
+    check_settled(size <= 1024 ? "ship home (tiny)" : "ship home (mid/large)", before);
+}
+
+/* ---- trim flushes a live thread's cache ----------------------------------------- */
+static atomic_int trim_stage;
+
+static void *trim_thread(void *arg)
+{
+    for (int i = 0; i < 10; i++)
+        hak_free(ship_block[i]);
+    hak_trim(0);                         /* ships its cache home */
+    atomic_store(&trim_stage, 1);
+    while (atomic_load(&trim_stage) != 2)
+        sched_yield();
+    return NULL;
+}
+
+static void test_trim_flushes(void)
+{
+    struct figures before = settle();
+    pthread_t t;
+    fill(ship_block, 10, 96);
+    atomic_store(&trim_stage, 0);
+    CHECK(pthread_create(&t, NULL, trim_thread, NULL) == 0, "pthread_create");
+    while (atomic_load(&trim_stage) != 1)
+        sched_yield();
+    check_settled("trim flushes a live thread's cache", before);   /* t still alive */
+    atomic_store(&trim_stage, 2);
+    pthread_join(t, NULL);
+}
+
+/* ---- the owner exits first: its slabs are adopted by the freer ------------------- */
+static void *alloc_and_exit(void *arg)
+{
+    fill(ship_block, SHIP_N, *(size_t *)arg);
+    return NULL;
+}
+
+static void test_owner_exited(void)
+{
+    struct figures before = settle();
+    size_t size = 48;
+    run(alloc_and_exit, &size);
+    int bad = 0;
+    for (size_t i = 0; i < SHIP_N; i++) {
+        bad += !intact(ship_block[i], i, size);
+        hak_free(ship_block[i]);
+    }
+    CHECK(bad == 0, "owner exited: %d blocks changed", bad);
+    check_settled("owner exited", before);
+}
+
+/* ---- the owner exits while another thread frees its blocks ----------------------- */
+static atomic_int race_go;
+static int race_rounds = 20;   /* HAKTEST_SCALE (sanitizer runs) makes fewer */
+
+static void *race_owner(void *arg)
+{
+    fill(ship_block, SHIP_N, 40);
+    atomic_store(&race_go, 1);
+    for (volatile int spin = 0; spin < 20000; spin++)
+        ;
+    return NULL;                         /* exits while the freer is at work */
+}
+
+static void *race_freer(void *arg)
+{
+    int *bad = arg;
+    while (!atomic_load(&race_go))
+        sched_yield();
+    for (size_t i = 0; i < SHIP_N; i++) {
+        *bad += !intact(ship_block[i], i, 40);
+        hak_free(ship_block[i]);
+    }
+    return NULL;
+}
+
+static void test_owner_exits_during_frees(void)
+{
+    struct figures before = settle();
+    for (int round = 0; round < race_rounds; round++) {
+        pthread_t a, b;
+        int bad = 0;
+        atomic_store(&race_go, 0);
+        CHECK(pthread_create(&b, NULL, race_freer, &bad) == 0, "pthread_create");
+        CHECK(pthread_create(&a, NULL, race_owner, NULL) == 0, "pthread_create");
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        CHECK(bad == 0, "owner exits during frees, round %d: %d blocks changed", round, bad);
+    }
+    check_settled("owner exits during frees", before);
+}
+
+/* ---- a ring of threads passing blocks on ----------------------------------------- */
+#define RING_THREADS 6
+#define RING_BLOCKS 4000
+#define RING_ROUNDS 8
+static void *ring_slot[RING_THREADS][RING_BLOCKS];
+static pthread_barrier_t ring_barrier;
+static atomic_int ring_bad;
+
+static void *ring_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    uint64_t rng = 0x9e3779b97f4a7c15u * (uint64_t)(me + 1);
+    for (int r = 0; r < RING_ROUNDS; r++) {
+        int from = (me + r) % RING_THREADS;   /* a different array every round */
+        for (int i = 0; i < RING_BLOCKS; i++) {
+            void **slot = &ring_slot[from][i];
+            if (*slot) {
+                size_t size = hak_usable_size(*slot);
+                if (((unsigned char *)*slot)[0] != (unsigned char)(i & 0xff) ||
+                    ((unsigned char *)*slot)[size - 1] != (unsigned char)(i & 0xff))
+                    atomic_fetch_add(&ring_bad, 1);
+                hak_free(*slot);
+            }
+            size_t size = 8 + xorshift64(&rng) % 3000;
+            unsigned char *p = hak_malloc(size);
+            size = hak_usable_size(p);
+            p[0] = p[size - 1] = (unsigned char)(i & 0xff);
+            *slot = p;
+        }
+        pthread_barrier_wait(&ring_barrier);
+    }
+    return NULL;
+}
+
+static void test_ring(void)
+{
+    struct figures before = settle();
+    pthread_t t[RING_THREADS];
+    pthread_barrier_init(&ring_barrier, NULL, RING_THREADS);
+    for (int i = 0; i < RING_THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, ring_thread, (void *)(intptr_t)i) == 0, "pthread_create");
+    for (int i = 0; i < RING_THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&ring_barrier);
+    CHECK(atomic_load(&ring_bad) == 0, "ring: %d blocks changed in flight", atomic_load(&ring_bad));
+    for (int i = 0; i < RING_THREADS; i++)
+        for (int j = 0; j < RING_BLOCKS; j++)
+            hak_free(ring_slot[i][j]);
+    check_settled("ring of threads", before);
+}
+
+static void *idle_thread(void *arg) { return arg; }
+
+int main(void)
+{
+    const char *scale = getenv("HAKTEST_SCALE");
+    if (scale && atof(scale) > 0 && atof(scale) < 1)
+        race_rounds = 2 + (int)(18 * atof(scale));
+    /* glibc keeps a few small blocks per cached thread stack: create as many
+     * threads at once as any case does, so those exist before any baseline. */
+    pthread_t warm[RING_THREADS + 2];
+    for (int i = 0; i < RING_THREADS + 2; i++)
+        CHECK(pthread_create(&warm[i], NULL, idle_thread, NULL) == 0, "pthread_create");
+    for (int i = 0; i < RING_THREADS + 2; i++)
+        pthread_join(warm[i], NULL);
+    test_foreign_reuse();
+    test_ship_home(64);
+    test_ship_home(4000);
+    test_ship_home(200000);
+    test_trim_flushes();
+    test_owner_exited();
+    test_owner_exits_during_frees();
+    test_ring();
+    return test_done("test_remote");
+}
