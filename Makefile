@@ -1,6 +1,7 @@
 # HAKMEM build.  `make` builds the library and benchmarks, `make test` runs the
 # suite, `make sanitize` runs it under ASan+UBSan and TSan, `make DEBUG=1`
-# builds the checked library (assertions on).
+# builds the checked library (assertions on), `make test-debug` runs the suite
+# against a DEBUG=1 build of its own in build/debug.
 
 CC      ?= cc
 CXX     ?= c++
@@ -33,7 +34,7 @@ TEST_CXX   := $(wildcard tests/*.cpp)
 TEST_BINS  := $(TEST_C:tests/%.c=$(BUILD)/tests/%) $(TEST_CXX:tests/%.cpp=$(BUILD)/tests/%)
 TEST_LINK  := -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -pthread
 
-.PHONY: all lib benches tests test sanitize clean
+.PHONY: all lib benches tests test test-debug sanitize clean
 all: lib benches
 
 lib: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
@@ -64,7 +65,15 @@ $(BUILD)/tests/%: tests/%.cpp include/hakmem.h $(BUILD)/libhakmem.so
 	$(CXX) -std=c++17 -O1 -g -pthread -Iinclude -Wall -Wextra $< -o $@ $(TEST_LINK)
 
 test: tests
-	@tests/run.sh
+	@HAKMEM_BUILD=$(BUILD) tests/run.sh
+
+# The same suite against the checked library (DEBUG=1, hak_assert on), built
+# with its benchmarks and tests in a directory of its own, so that the release
+# build in $(BUILD) stays as it is; test binaries find it through their rpath.
+DEBUG_BUILD := $(BUILD)/debug
+test-debug:
+	@echo "test-debug: DEBUG=1 build in $(DEBUG_BUILD)"
+	@$(MAKE) --no-print-directory BUILD=$(DEBUG_BUILD) DEBUG=1 test
 
 # Sanitizers: the library without its malloc overrides, so that the
 # sanitizer's own allocator stays in charge of malloc and HAKMEM is reached
@@ -72,10 +81,10 @@ test: tests
 SAN_SRCS  := $(filter-out src/override.c,$(LIB_SRCS))
 SAN_TESTS := test_api test_threads test_remote
 sanitize:
-	@tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
+	@HAKMEM_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(DEBUG_BUILD)
 
 # Larson under the system allocator and under HAKMEM, side by side.
 .PHONY: demo

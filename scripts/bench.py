@@ -115,9 +115,13 @@ KNOWN_ISSUES = {
 }
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
+# HAKMEM's build directory (library and benchmarks), relative to the repository
+# root: HAKMEM_BUILD as in tests/run.sh, default build (tests/test_bench.sh
+# under make test-debug: build/debug, with --no-build).
+BUILD = os.environ.get("HAKMEM_BUILD") or "build"
 # name, LD_PRELOAD value (None: the C library's own malloc), Debian package
 ALLOCATORS = [
-    ("HAKMEM",   "build/libhakmem.so",                 None),
+    ("HAKMEM",   BUILD + "/libhakmem.so",               None),
     ("glibc",    None,                                  "libc6"),
     ("mimalloc", LIBDIR + "/libmimalloc.so.2",          "libmimalloc2.0"),
     ("jemalloc", LIBDIR + "/libjemalloc.so.2",          "libjemalloc2"),
@@ -179,13 +183,13 @@ def build(notes):
         notes.append("`make -s all` failed (exit %d); benchmarks whose binary exists were run "
                      "anyway, the others are shown as failures." % r.returncode)
         log("!! make -s all failed (exit %d); carrying on with what was built" % r.returncode)
-    if not os.path.exists(os.path.join(ROOT, "build/libhakmem.so")):
-        sys.exit("build/libhakmem.so was not built; cannot benchmark HAKMEM")
+    if not os.path.exists(os.path.join(ROOT, BUILD, "libhakmem.so")):
+        sys.exit("%s/libhakmem.so was not built; cannot benchmark HAKMEM" % BUILD)
 
 
 def install_peers(wanted, notes):
     """Install the Debian packages of missing peer allocators (root only)."""
-    missing = [(n, lib, pkg) for n, lib, pkg in wanted if lib and not lib.startswith("build/")
+    missing = [(n, lib, pkg) for n, lib, pkg in wanted if lib and not lib.startswith(BUILD + "/")
                and not os.path.exists(lib)]
     if not missing:
         return
@@ -219,9 +223,9 @@ def stage_build(programs):
     pull binaries away mid-suite.  Returns the directory."""
     stage = tempfile.mkdtemp(prefix="hakmem-bench.")
     os.makedirs(os.path.join(stage, "bench"))
-    shutil.copy2(os.path.join(ROOT, "build/libhakmem.so"), os.path.join(stage, "libhakmem.so"))
+    shutil.copy2(os.path.join(ROOT, BUILD, "libhakmem.so"), os.path.join(stage, "libhakmem.so"))
     for prog in programs:
-        src = os.path.join(ROOT, "build/bench", prog)
+        src = os.path.join(ROOT, BUILD, "bench", prog)
         if os.access(src, os.X_OK):
             shutil.copy2(src, os.path.join(stage, "bench", prog))
     return stage
@@ -979,8 +983,8 @@ def main():
         build(notes)
     if mode != "smoke" and not opts.no_install:
         install_peers(wanted, notes)
-    if not os.path.exists(os.path.join(ROOT, "build/libhakmem.so")):
-        sys.exit("build/libhakmem.so does not exist (run make)")
+    if not os.path.exists(os.path.join(ROOT, BUILD, "libhakmem.so")):
+        sys.exit("%s/libhakmem.so does not exist (run make)" % BUILD)
     vers = versions(wanted)
     stage = stage_build(sorted({e[1] for e in SUITE}))
     try:

@@ -3,10 +3,16 @@
 # ASan+UBSan) and replays every input of the committed corpus once, without
 # fuzzing.  Passes only if every input runs cleanly.  A missing clang or
 # libFuzzer runtime is a failure, not a skip.
+# HAKMEM_BUILD=dir: the build directory (default build; tests/run.sh); the
+# harness goes to dir/fuzz/ and, when that build is a DEBUG=1 one (its flags
+# stamp has -DHAK_DEBUG=1), is compiled with the assertions on as well.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-BIN=build/fuzz/fuzz_alloc
-if ! tests/fuzz/build.sh "$BIN"; then
+B=${HAKMEM_BUILD:-build}
+BIN=$B/fuzz/fuzz_alloc
+FUZZ_CFLAGS=
+grep -q -e '-DHAK_DEBUG=1' "$B/.flags" 2>/dev/null && FUZZ_CFLAGS=-DHAK_DEBUG=1
+if ! FUZZ_CFLAGS=$FUZZ_CFLAGS tests/fuzz/build.sh "$BIN"; then
     echo "fuzz: FAILED: cannot build the fuzz harness (needs clang with -fsanitize=fuzzer)"
     exit 1
 fi
@@ -27,4 +33,4 @@ if [ $rc -ne 0 ] || [ "$ran" -ne ${#inputs[@]} ]; then
     echo "fuzz: FAILED: replay exit status $rc, $ran of ${#inputs[@]} inputs ran"
     exit 1
 fi
-echo "fuzz: corpus replay clean ($ran inputs)"
+echo "fuzz: corpus replay clean ($ran inputs${FUZZ_CFLAGS:+, $FUZZ_CFLAGS})"

@@ -5,11 +5,13 @@
 # and creates thousands of short-lived threads per second, so this covers
 # cross-thread frees and thread exit as well as plain stability.
 # LARSON_LIB=path runs it against another allocator (to check the test).
+# HAKMEM_BUILD=dir: the build directory (default build; tests/run.sh).
 set -u
 cd "$(dirname "$0")/.."
 
-lib=${LARSON_LIB:-build/libhakmem.so}
-bin=build/bench/larson
+B=${HAKMEM_BUILD:-build}
+lib=${LARSON_LIB:-$B/libhakmem.so}
+bin=$B/bench/larson
 runs=20
 [ -x "$bin" ] || { echo "larson: $bin missing (run make)"; exit 1; }
 [ -f "$lib" ] || { echo "larson: $lib missing (run make)"; exit 1; }
