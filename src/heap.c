@@ -94,7 +94,7 @@ void hak_slab_drain(hak_slab_t *s)
     s->free = list;
     hak_assert(s->used >= n);
     s->used -= n;
-    s->zeroed = 0;                  /* blocks come back dirty */
+    __atomic_store_n(&s->zeroed, 0, __ATOMIC_RELAXED);   /* blocks come back dirty */
 }
 
 /* Links the next CARVE_BYTES of never-used blocks into the free list.
@@ -272,7 +272,8 @@ static void make_cur(hak_tls_t *t, hak_slab_t *s)
 /* A slab of class cls with a non-empty free list, made current, or NULL when
  * the OS refuses memory.  Blocks that came home first; then the foreign
  * cache (memory already touched, which would otherwise be shipped); then
- * the thread's own slabs, an abandoned one, a new one. */
+ * the thread's own slabs, blocks of idle threads from the depot, an
+ * abandoned slab, a new one. */
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
@@ -307,6 +308,10 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             make_cur(t, s);
             return s;
         }
+    }
+    if (hak_depot_take(t, cls)) {
+        *slot = f;
+        return f;
     }
     while ((s = hak_abandoned_take(t, cls)) != NULL) {
         if (slab_ready_or_park(t, s)) {
@@ -403,8 +408,7 @@ int hak_heap_trim(void)
     int released = 0;
     if (t->rec == NULL)
         return 0;
-    hak_inbox_take(t);
-    hak_foreign_ship_all(t);
+    hak_remote_trim(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_slab_t *s = *hak_cur_slot(t, c);
         if (is_slab(s))

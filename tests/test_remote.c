@@ -6,6 +6,7 @@
  * a cache, an inbox or a remote list).  The threads' order of events
  * differs from run to run; what is asserted does not depend on it. */
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include "hakmem.h"
 #include "testutil.h"
@@ -209,6 +210,67 @@ static void test_owner_exits_during_frees(void)
     check_settled("owner exits during frees", before);
 }
 
+/* ---- an idle owner's blocks are reused by threads that allocate ------------------ */
+#define IDLE_N 3000
+static void *idle_block[IDLE_N];
+static size_t idle_size;
+
+static void *free_idle_blocks(void *arg)
+{
+    for (size_t i = 0; i < IDLE_N; i++)
+        if (idle_block[i])
+            hak_free(idle_block[i]);
+    return NULL;
+}
+
+static void *alloc_from_depot(void *arg)
+{
+    int *found = arg;
+    void *mine[1000];
+    for (int i = 0; i < 1000; i++) {
+        mine[i] = idle_size > 65536 ? hak_calloc(1, idle_size) : hak_malloc(idle_size);
+        for (size_t j = 0; j < IDLE_N; j++)
+            if (mine[i] == idle_block[j]) {
+                found[0]++;
+                break;
+            }
+        if (idle_size > 65536) {
+            const unsigned char *b = mine[i];
+            for (size_t k = 0; k < idle_size; k += 512)
+                if (b[k] != 0) {
+                    found[1]++;
+                    break;
+                }
+        }
+        if (idle_size > 65536 && i == 3)
+            break;
+    }
+    for (int i = 0; i < (idle_size > 65536 ? 4 : 1000); i++)
+        hak_free(mine[i]);
+    return NULL;
+}
+
+/* The owner (this thread) waits in pthread_join, longer than the idle
+ * threshold, while one thread frees its blocks: they go to the depot, and
+ * a thread with no slab of the class allocates from there. */
+static void test_idle_owner(size_t size, size_t n)
+{
+    struct figures before = settle();
+    int found[2] = { 0, 0 };
+    idle_size = size;
+    memset(idle_block, 0, sizeof idle_block);
+    fill(idle_block, n, size);
+    usleep(50 * 1000);
+    run(free_idle_blocks, NULL);
+    run(alloc_from_depot, found);
+    size_t want = size > 65536 ? 3 : 1000;   /* the first Large block waits in the inbox */
+    CHECK((size_t)found[0] >= want, "idle owner %zu B: %d of the new blocks were the idle owner's",
+          size, found[0]);
+    CHECK(found[1] == 0, "idle owner %zu B: %d calloc blocks from the depot not zeroed", size,
+          found[1]);
+    check_settled("idle owner", before);
+}
+
 /* ---- a ring of threads passing blocks on ----------------------------------------- */
 #define RING_THREADS 6
 #define RING_BLOCKS 4000
@@ -281,6 +343,8 @@ int main(void)
     test_trim_flushes();
     test_owner_exited();
     test_owner_exits_during_frees();
+    test_idle_owner(80, IDLE_N);
+    test_idle_owner(200000, 4);
     test_ring();
     return test_done("test_remote");
 }
