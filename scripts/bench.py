@@ -78,6 +78,11 @@ SUITE = [
     ("comprehensive",      "comprehensive",   "1.0",                       (0,),   "0.01"),
     ("fragment_stress",    "fragment_stress", "150 42",                    (0,),   "1 42"),
     ("xthread",            "xthread",         "2 6000000 512",             (1,),   "2 2000 512"),
+    # slot_server and transfer: the same total work at every thread count, ~1-2 s each
+    ("slot_server-1t",     "slot_server",     "1 48000 500",               (1,),   "1 20 500"),
+    ("slot_server-2t",     "slot_server",     "2 24000 500",               (1,),   "2 20 500"),
+    ("slot_server-4t",     "slot_server",     "4 12000 500",               (1,),   "4 20 500"),
+    ("transfer-32t",       "transfer",        "32 200 1000",               (1,),   "32 2 50"),
     # scaling: 240 M operations in all (about 1 s).  With 60 M a 2-thread run
     # lasted 0.25 s and start-up noise read as poor scaling (1.3x; 1.9x long).
     ("scaling-1t",         "scaling",         "1 240000000 1024",          (1,),   "1 20000 1024"),
@@ -101,6 +106,15 @@ DESCRIPTIONS = {
                        "reports its own peak and final RSS",
     "xthread": "producer/consumer thread pairs passing blocks (8 B to max) through lock-free "
                "rings: every block is freed by a thread other than the one that allocated it",
+    "slot_server": "threads each holding an array of 1000 blocks (8-1000 B); each round a "
+                   "thread replaces 500 distinct random slots of its array (check, free, "
+                   "malloc, tag), then at a barrier every thread passes its array on to the "
+                   "next, so almost every free is of a block another thread allocated; with "
+                   "one thread, the same loop with every free local",
+    "transfer": "32 threads handing blocks (8-1000 B, one in 16 up to 16 KiB) to random other "
+                "threads through lock-free mailboxes in batches of 32; the threads are "
+                "replaced in 200 waves, and blocks still in flight when their allocating "
+                "thread exits are freed by the next wave",
     "scaling": "threads with private working sets of 1000 blocks (8 B to max), no cross-thread "
                "frees; the same total work at every thread count",
 }
