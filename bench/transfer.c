@@ -47,6 +47,7 @@
 #define LARGE_MAX 16384
 #define BATCH_SIZE 32
 #define DRAIN_EVERY 64 /* blocks sent between two looks at the own mailbox */
+#define MAX_THREADS 1024
 
 /* Where a block came from; its tag is computed from this, not stored. */
 struct parcel {
@@ -139,8 +140,7 @@ static void *worker_main(void *arg)
     uint64_t rng = mix64(((uint64_t)w->wave << 32) ^ w->index ^ 0x7A45F3ULL) | 1;
     char who[48];
     snprintf(who, sizeof who, "thread %u of wave %u", w->index, w->wave);
-    struct batch *pending[g_threads]; /* per destination; NULL until the first block */
-    memset(pending, 0, sizeof pending);
+    struct batch *pending[MAX_THREADS] = { 0 }; /* per destination; NULL until a block */
     struct mailbox *own = &g_mailboxes[w->index];
 
     uint64_t freed = empty_mailbox(own, who); /* what the previous wave left */
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
 {
     unsigned long long threads, waves, blocks;
     if (argc != 4 ||
-        !parse_ulong(argv[1], 2, 1024, &threads) ||
+        !parse_ulong(argv[1], 2, MAX_THREADS, &threads) ||
         !parse_ulong(argv[2], 1, UINT32_MAX, &waves) ||
         !parse_ulong(argv[3], 1, UINT32_MAX, &blocks))
         usage();
