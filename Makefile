@@ -97,6 +97,16 @@ demo:
 bench:
 	@python3 scripts/bench.py $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
 
+# The standard mimalloc-bench programs (larson, xmalloc-test, cache-scratch,
+# rptest, cfrac, espresso, ...) under HAKMEM and the same peers: built from
+# MIMALLOC_BENCH into build/mimalloc-bench/, writes docs/BENCHMARKS_SUITE.md
+# (~45 min; QUICK=1: ~4 min; BENCH_ARGS="--rows larson --only HAKMEM,mimalloc").
+MIMALLOC_BENCH ?= ../shared/mimalloc-bench
+.PHONY: bench-suite
+bench-suite:
+	@python3 scripts/bench_suite.py --folder "$(MIMALLOC_BENCH)" \
+		$(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
+
 # libFuzzer harness over the hak_* API (clang, ASan+UBSan): builds
 # build/fuzz/fuzz_alloc and fuzzes FUZZ_SECONDS (default 60) from a copy of
 # tests/fuzz/corpus in build/fuzz/; fails on any crash.

@@ -29,6 +29,10 @@ docs/benchmarks.svg (chart) and build/bench-results.json (every run).
 
 Exit status 1 when a HAKMEM run failed or a benchmark failed under every
 allocator; a peer allocator's own failures are reported but do not fail it.
+
+scripts/bench_suite.py (make bench-suite) runs the mimalloc-bench programs
+with this file's runner: choose_allocators, usable_allocators,
+preload_ignored, run_plan, run_once, summarise and the table formatters.
 """
 
 import argparse
@@ -78,6 +82,11 @@ SUITE = [
     ("comprehensive",      "comprehensive",   "1.0",                       (0,),   "0.01"),
     ("fragment_stress",    "fragment_stress", "150 42",                    (0,),   "1 42"),
     ("xthread",            "xthread",         "2 6000000 512",             (1,),   "2 2000 512"),
+    # slot_server and transfer: the same total work at every thread count, ~1-2 s each
+    ("slot_server-1t",     "slot_server",     "1 48000 500",               (1,),   "1 20 500"),
+    ("slot_server-2t",     "slot_server",     "2 24000 500",               (1,),   "2 20 500"),
+    ("slot_server-4t",     "slot_server",     "4 12000 500",               (1,),   "4 20 500"),
+    ("transfer-32t",       "transfer",        "32 200 1000",               (1,),   "32 2 50"),
     # scaling: 240 M operations in all (about 1 s).  With 60 M a 2-thread run
     # lasted 0.25 s and start-up noise read as poor scaling (1.3x; 1.9x long).
     ("scaling-1t",         "scaling",         "1 240000000 1024",          (1,),   "1 20000 1024"),
@@ -101,6 +110,15 @@ DESCRIPTIONS = {
                        "reports its own peak and final RSS",
     "xthread": "producer/consumer thread pairs passing blocks (8 B to max) through lock-free "
                "rings: every block is freed by a thread other than the one that allocated it",
+    "slot_server": "threads each holding an array of 1000 blocks (8-1000 B); each round a "
+                   "thread replaces 500 distinct random slots of its array (check, free, "
+                   "malloc, tag), then at a barrier every thread passes its array on to the "
+                   "next, so almost every free is of a block another thread allocated; with "
+                   "one thread, the same loop with every free local",
+    "transfer": "32 threads handing blocks (8-1000 B, one in 16 up to 16 KiB) to random other "
+                "threads through lock-free mailboxes in batches of 32; the threads are "
+                "replaced in 200 waves, and blocks still in flight when their allocating "
+                "thread exits are freed by the next wave",
     "scaling": "threads with private working sets of 1000 blocks (8 B to max), no cross-thread "
                "frees; the same total work at every thread count",
 }
@@ -341,10 +359,11 @@ def machine_info():
 # ru_maxrss then starts from the shell's few hundred KB, below any benchmark.
 # The grandchild waits for a line on the shell's stdin (fd 3) before it execs
 # the benchmark; the driver sends it once the shell has exited, so the shell
-# can never reap the benchmark itself.
-SPAWN = ('o=$1 e=$2 p=$3; shift 3; exec 3<&0; '
+# can never reap the benchmark itself.  Arguments: stdout file, stderr file,
+# preload (empty: none), stdin file, then the command.
+SPAWN = ('o=$1 e=$2 p=$3 i=$4; shift 4; exec 3<&0; '
          'if [ -n "$p" ]; then LD_PRELOAD=$p; export LD_PRELOAD; fi; '
-         '( read go <&3; exec "$@" </dev/null >"$o" 2>"$e" 3<&- ) & echo $!')
+         '( read go <&3; exec "$@" <"$i" >"$o" 2>"$e" 3<&- ) & echo $!')
 PR_SET_CHILD_SUBREAPER = 36
 _subreaper = None
 
@@ -363,8 +382,12 @@ def become_subreaper():
 _current_pid = None
 
 
-def run_once(cmd, preload, timeout):
-    """Runs cmd; returns a dict with status ('ok' or why it failed), measurements, output."""
+def run_once(cmd, preload, timeout, cwd=ROOT, stdin_path=os.devnull, parse=None):
+    """Runs cmd; returns a dict with status ('ok' or why it failed), measurements, output.
+
+    parse(stdout) returns the figures of the run, None when the output lacks
+    them (the run then fails with "no result line"); by default the
+    ops_per_sec of a result line or of Larson's throughput line."""
     global _current_pid
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
@@ -376,9 +399,9 @@ def run_once(cmd, preload, timeout):
         rusage = None
         if become_subreaper():
             sh = subprocess.Popen(["/bin/sh", "-c", SPAWN, "sh", out_path, err_path,
-                                   preload or ""] + cmd,
+                                   preload or "", stdin_path] + cmd,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                  cwd=ROOT)
+                                  cwd=cwd)
             line = sh.stdout.readline().strip()
             sh.stdout.close()
             sh.wait()
@@ -390,11 +413,10 @@ def run_once(cmd, preload, timeout):
             except BrokenPipeError:
                 pass
         else:  # RSS would include this process's own: not reported
-            with open(out_path, "w") as o, open(err_path, "w") as e:
+            with open(out_path, "w") as o, open(err_path, "w") as e, open(stdin_path) as i:
                 if preload:
                     env["LD_PRELOAD"] = preload
-                p = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=ROOT)
+                p = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=i, env=env, cwd=cwd)
             pid = p.pid
         if pid is None:
             res["status"] = "could not start"
@@ -434,8 +456,10 @@ def run_once(cmd, preload, timeout):
             out = f.read()
         with open(err_path, errors="replace") as f:
             err = f.read()
-    res.update(parse_output(out))
-    if res["status"] == "ok" and res.get("ops_per_sec") is None:
+    figures = (parse or parse_output)(out)
+    if figures is not None:
+        res.update(figures)
+    elif res["status"] == "ok":
         res["status"] = "no result line"
     if res["status"] != "ok":
         res["stdout_tail"] = out[-600:]
@@ -476,6 +500,7 @@ LARSON_RE = re.compile(r"^Throughput = ([0-9.]+) operations per second", re.M)
 
 
 def parse_output(out):
+    """The figures of a result line (or Larson's throughput); None without either."""
     fields = {"ops_per_sec": None}
     m = RESULT_RE.findall(out)
     if m:
@@ -491,7 +516,101 @@ def parse_output(out):
     for key in ("ops", "peak_rss_kb", "final_rss_kb"):
         if fields.get(key) is not None:
             fields[key] = int(fields[key])
-    return fields
+    return fields if fields["ops_per_sec"] is not None else None
+
+
+# ---------------------------------------------------------------------------
+# Choosing the allocators and running a plan of runs (scripts/bench_suite.py
+# uses these too)
+# ---------------------------------------------------------------------------
+def choose_allocators(only, lib_specs, smoke=False):
+    """ALLOCATORS (HAKMEM and glibc alone when smoke), plus each --lib NAME=PATH, cut to --only.
+
+    Exits with a message on a bad --lib or an unknown name."""
+    wanted = [a for a in ALLOCATORS if not smoke or a[0] in SMOKE_ALLOCATORS]
+    for spec in lib_specs:
+        name, _, path = spec.partition("=")
+        if not name or not os.path.exists(path) or name in {a[0] for a in wanted}:
+            sys.exit("--lib %s: want NEW_NAME=EXISTING_PATH" % spec)
+        wanted.append((name, os.path.abspath(path), None))
+    if only:
+        names = only.split(",")
+        unknown = set(names) - {a[0] for a in wanted}
+        if unknown:
+            sys.exit("unknown allocator(s): %s" % ", ".join(sorted(unknown)))
+        wanted = [a for a in wanted if a[0] in names]
+    return wanted
+
+
+def usable_allocators(wanted, hakmem_lib, notes):
+    """The wanted allocators whose preload really is mapped, HAKMEM's from hakmem_lib (a staged
+    copy).  Returns (names, {name: preload as reported}, {name: preload to run}); the others
+    are left out with a note.  Also sets up the peak-RSS measurement; exits if none is usable."""
+    allocs, libs, run_libs = [], {}, {}
+    for name, lib, pkg in wanted:
+        run_lib = hakmem_lib if name == "HAKMEM" else preload_path(lib)
+        why = verify_preload(name, run_lib)
+        if why:
+            notes.append("%s left out: %s." % (name, why))
+            log("!! %s left out: %s" % (name, why))
+            continue
+        allocs.append(name)
+        libs[name] = preload_path(lib)
+        run_libs[name] = run_lib
+    if not allocs:
+        sys.exit("no allocator to benchmark")
+    if not become_subreaper():
+        notes.append("Could not become a child subreaper: peak RSS is not reported.")
+        log("!! prctl(PR_SET_CHILD_SUBREAPER) failed: peak RSS will not be reported")
+    return allocs, libs, run_libs
+
+
+def preload_ignored(binaries, allocs, run_libs):
+    """{(allocator, program)} whose binary ({program: path}) does not load the preload.
+
+    A static or setuid binary would silently ignore LD_PRELOAD and measure the
+    C library's malloc instead; a missing binary is the caller's to report."""
+    ignored = set()
+    for prog, binary in sorted(binaries.items()):
+        for a in allocs:
+            if run_libs[a] and os.access(binary, os.X_OK) and not binary_loads(binary, run_libs[a]):
+                ignored.add((a, prog))
+                log("!! %s does not load %s under LD_PRELOAD" % (binary, run_libs[a]))
+    return ignored
+
+
+def run_plan(plan, rounds, t_start, launch, figure):
+    """Runs plan, a list of (round, row name, allocator, row), in order, one process at a time.
+
+    launch(round, allocator, row) runs one and returns its record (with at
+    least status and wall_s); figure(record) is the progress line's text for a
+    successful run.  Logs each run with the elapsed time and an estimate of
+    the time left (each row's mean so far).  Returns (records, the CPUs other
+    processes kept busy meanwhile)."""
+    runs = []
+    durations = {}
+    cpu_before = cpu_snapshot()
+    t_runs = time.monotonic()
+    width = max(len(p[1]) for p in plan) if plan else 0
+    for i, (rnd, name, a, row) in enumerate(plan):
+        rec = launch(rnd, a, row)
+        runs.append(rec)
+        if rec["wall_s"] is not None:
+            durations.setdefault(name, []).append(rec["wall_s"])
+        elapsed = time.monotonic() - t_runs
+        remaining = 0.0
+        avg_all = elapsed / (i + 1)
+        for _, name2, _, _ in plan[i + 1:]:
+            d = durations.get(name2)
+            remaining += sum(d) / len(d) if d else avg_all
+        fig = figure(rec) if rec["status"] == "ok" else "FAILED: %s" % rec["status"]
+        log("[%3d/%d] %-*s %-9s round %d/%d  %s  %6.2f s  elapsed %s  ETA %s"
+            % (i + 1, len(plan), width, name, a, rnd, rounds, fig, rec["wall_s"] or 0,
+               fmt_secs(time.monotonic() - t_start), fmt_secs(remaining)))
+        if rec["status"] != "ok":
+            for line in (rec.get("stderr_tail") or "").strip().splitlines()[-3:]:
+                log("          stderr: " + line)
+    return runs, other_load(cpu_before, cpu_snapshot(), time.monotonic() - t_runs)
 
 
 # ---------------------------------------------------------------------------
@@ -603,34 +722,42 @@ def cell(st, value, ratio, best, spread_mark=False):
     return text
 
 
-def text_table(s, g, benches, allocs, key, fmt, ratio_key, gkey):
+def text_table(s, g, benches, allocs, key, fmt, ratio_key, gkey, row_fmt=None):
+    """A plain-text table of s[bench][allocator][key] (fmt(value), or row_fmt[bench](value))."""
     w = max(len(b) for b in benches + ["geomean ratio"]) + 2
-    lines = ["%-*s" % (w, "") + "".join("%22s" % a for a in allocs)]
+    rows = []
     for b in benches:
-        row = "%-*s" % (w, b)
+        cells = []
         for a in allocs:
             st = s[b][a]
             if st["ok"] == 0:
                 txt = "FAILED 0/%d" % st["runs"]
             else:
-                txt = "%s (%s)" % (fmt(st[key]), fmt_ratio(st[ratio_key]))
+                show = (row_fmt or {}).get(b, fmt)
+                txt = "%s (%s)" % (show(st[key]), fmt_ratio(st[ratio_key]))
                 if st["ok"] < st["runs"]:
                     txt += "!"
-            row += "%22s" % txt
-        lines.append(row)
-    lines.append("%-*s" % (w, "geomean ratio") + "".join("%22s" % fmt_ratio(g[a][gkey])
+            cells.append(txt)
+        rows.append((b, cells))
+    col = max([20] + [len(t) for _, cells in rows for t in cells]) + 2
+    lines = ["%-*s" % (w, "") + "".join("%*s" % (col, a) for a in allocs)]
+    lines += ["%-*s" % (w, b) + "".join("%*s" % (col, t) for t in cells) for b, cells in rows]
+    lines.append("%-*s" % (w, "geomean ratio") + "".join("%*s" % (col, fmt_ratio(g[a][gkey]))
                                                           for a in allocs))
     return "\n".join(lines)
 
 
-def md_table(s, g, benches, allocs, key, fmt, ratio_key, gkey, higher_better):
+def md_table(s, g, benches, allocs, key, fmt, ratio_key, gkey, higher_better, row_fmt=None):
+    """A markdown table of s[bench][allocator][key] (fmt(value), or row_fmt[bench](value)) with
+    each cell's ratio, the best of each row in bold and the geometric means g[allocator][gkey]."""
     head = "| benchmark | " + " | ".join(allocs) + " |"
     sep = "|---|" + "---:|" * len(allocs)
     lines = [head, sep]
     for b in benches:
         vals = [s[b][a][key] for a in allocs if s[b][a][key] is not None]
         best = (max(vals) if higher_better else min(vals)) if vals else None
-        cells = [cell(s[b][a], fmt(s[b][a][key]), s[b][a][ratio_key],
+        show = (row_fmt or {}).get(b, fmt)
+        cells = [cell(s[b][a], show(s[b][a][key]), s[b][a][ratio_key],
                       s[b][a][key] is not None and s[b][a][key] == best and len(vals) > 1,
                       spread_mark=higher_better)
                  for a in allocs]
@@ -669,7 +796,9 @@ def write_markdown(path, ctx):
     L.append("HAKMEM side by side with the C library's malloc (glibc), mimalloc, jemalloc and "
              "tcmalloc: the same benchmark binaries, the allocator chosen by `LD_PRELOAD`. "
              "Generated by `scripts/bench.py` (`make bench`); do not edit by hand except the "
-             "last section, which is carried over.")
+             "last section, which is carried over. The standard mimalloc-bench programs (larson, "
+             "xmalloc-test, cache-scratch, cfrac, espresso, ...) are in "
+             "[BENCHMARKS_SUITE.md](BENCHMARKS_SUITE.md) (`make bench-suite`).")
     L.append("")
     L.append("![speed and peak RSS relative to the best allocator](benchmarks.svg)")
     L.append("")
@@ -964,18 +1093,7 @@ def main():
     out_dir = opts.out_dir or os.path.join(ROOT, "docs")
     json_path = opts.json or (os.path.join(opts.out_dir, "bench-results.json") if opts.out_dir
                               else os.path.join(ROOT, "build/bench-results.json"))
-    wanted = [a for a in ALLOCATORS if mode != "smoke" or a[0] in SMOKE_ALLOCATORS]
-    for spec in opts.lib:
-        name, _, path = spec.partition("=")
-        if not name or not os.path.exists(path) or name in {a[0] for a in wanted}:
-            sys.exit("--lib %s: want NEW_NAME=EXISTING_PATH" % spec)
-        wanted.append((name, os.path.abspath(path), None))
-    if opts.only:
-        names = opts.only.split(",")
-        unknown = set(names) - {a[0] for a in wanted}
-        if unknown:
-            sys.exit("unknown allocator(s): %s" % ", ".join(sorted(unknown)))
-        wanted = [a for a in wanted if a[0] in names]
+    wanted = choose_allocators(opts.only, opts.lib, smoke=mode == "smoke")
 
     t_start = time.monotonic()
     notes = []
@@ -995,42 +1113,19 @@ def main():
 
 
 def run_suite(mode, rounds, wanted, notes, vers, stage, out_dir, json_path, t_start):
-    allocs, libs, run_libs = [], {}, {}
-    for name, lib, pkg in wanted:
-        run_lib = os.path.join(stage, "libhakmem.so") if name == "HAKMEM" else preload_path(lib)
-        why = verify_preload(name, run_lib)
-        if why:
-            notes.append("%s left out: %s." % (name, why))
-            log("!! %s left out: %s" % (name, why))
-            continue
-        allocs.append(name)
-        libs[name] = preload_path(lib)
-        run_libs[name] = run_lib
-    if not allocs:
-        sys.exit("no allocator to benchmark")
-    # The same check on every benchmark binary: a static or setuid binary would
-    # silently ignore LD_PRELOAD and measure the C library's malloc instead.
-    ignored = set()
-    for prog in sorted({e[1] for e in SUITE}):
-        binary = os.path.join(stage, "bench", prog)
-        for a in allocs:
-            if run_libs[a] and os.access(binary, os.X_OK) and not binary_loads(binary, run_libs[a]):
-                ignored.add((a, prog))
-                log("!! build/bench/%s does not load %s under LD_PRELOAD" % (prog, run_libs[a]))
-    if not become_subreaper():
-        notes.append("Could not become a child subreaper: peak RSS is not reported.")
-        log("!! prctl(PR_SET_CHILD_SUBREAPER) failed: peak RSS will not be reported")
+    allocs, libs, run_libs = usable_allocators(wanted, os.path.join(stage, "libhakmem.so"),
+                                               notes)
+    programs = sorted({e[1] for e in SUITE})
+    ignored = preload_ignored({p: os.path.join(stage, "bench", p) for p in programs},
+                              allocs, run_libs)
     log("== allocators: " + ", ".join("%s (%s)" % (a, libs[a] or "no preload") for a in allocs))
 
     benches = [e[0] for e in SUITE]
-    plan = [(r, e, a) for r in range(1, rounds + 1) for e in SUITE for a in allocs]
+    plan = [(r, e[0], a, e) for r in range(1, rounds + 1) for e in SUITE for a in allocs]
     log("== %s mode: %d benchmarks x %d allocators x %d rounds = %d runs"
         % (mode, len(SUITE), len(allocs), rounds, len(plan)))
-    runs = []
-    durations = {}
-    cpu_before = cpu_snapshot()
-    t_runs = time.monotonic()
-    for i, (rnd, entry, a) in enumerate(plan):
+
+    def launch(rnd, a, entry):
         name, program = entry[0], entry[1]
         args = bench_args(entry, mode)
         binary = os.path.join(stage, "bench", program)
@@ -1040,31 +1135,16 @@ def run_suite(mode, rounds, wanted, notes, vers, stage, out_dir, json_path, t_st
         if not os.access(binary, os.X_OK) or (a, program) in ignored:
             why = ("build/bench/%s was not built" % program if (a, program) not in ignored
                    else "LD_PRELOAD not honoured by build/bench/%s" % program)
-            rec.update({"status": why, "ops_per_sec": None,
-                        "wall_s": None, "maxrss_kb": None, "exit": None})
+            rec.update({"status": why, "wall_s": None, "maxrss_kb": None, "exit": None})
         else:
             rec.update(run_once([binary] + args, run_libs[a], bench_timeout(entry, args, mode)))
-        runs.append(rec)
-        if rec["wall_s"] is not None:
-            durations.setdefault(name, []).append(rec["wall_s"])
-        elapsed = time.monotonic() - t_runs
-        remaining = 0.0
-        avg_all = elapsed / (i + 1)
-        for _, e2, _ in plan[i + 1:]:
-            d = durations.get(e2[0])
-            remaining += sum(d) / len(d) if d else avg_all
-        if rec["status"] == "ok":
-            fig = "%9s ops/s  %10s" % (fmt_ops(rec["ops_per_sec"]), fmt_mib(rec["maxrss_kb"]))
-        else:
-            fig = "FAILED: %s" % rec["status"]
-        log("[%3d/%d] %-18s %-9s round %d/%d  %s  %6.2f s  elapsed %s  ETA %s"
-            % (i + 1, len(plan), name, a, rnd, rounds, fig, rec["wall_s"] or 0,
-               fmt_secs(time.monotonic() - t_start), fmt_secs(remaining)))
-        if rec["status"] != "ok":
-            for line in (rec.get("stderr_tail") or "").strip().splitlines()[-3:]:
-                log("          stderr: " + line)
+        rec.setdefault("ops_per_sec", None)
+        return rec
 
-    other = other_load(cpu_before, cpu_snapshot(), time.monotonic() - t_runs)
+    def figure(rec):
+        return "%9s ops/s  %10s" % (fmt_ops(rec["ops_per_sec"]), fmt_mib(rec["maxrss_kb"]))
+
+    runs, other = run_plan(plan, rounds, t_start, launch, figure)
     s, g, vs = summarise(runs, benches, allocs)
     elapsed = time.monotonic() - t_start
     ctx = {"summary": s, "geomeans": g, "vs_mimalloc": vs, "benches": benches, "allocs": allocs,
