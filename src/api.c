@@ -57,9 +57,9 @@ void *hak_calloc_impl(size_t count, size_t size)
     if (p == NULL)
         return p;
     /* A Large block is the only block of its slab: if the slab was made of
-     * pages that read as zero, so does the block (a block reused through the
-     * depot clears zeroed first). */
-    if (n > HAK_MID_MAX && __atomic_load_n(&hak_slab_of(hak_ss_of(p), p)->zeroed, __ATOMIC_RELAXED))
+     * pages that read as zero, so does the block.  (Large blocks freed by
+     * other threads are shipped home at once, never handed out elsewhere.) */
+    if (n > HAK_MID_MAX && hak_slab_of(hak_ss_of(p), p)->zeroed)
         return p;
     memset(p, 0, n);
     return p;

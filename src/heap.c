@@ -94,7 +94,7 @@ void hak_slab_drain(hak_slab_t *s)
     s->free = list;
     hak_assert(s->used >= n);
     s->used -= n;
-    __atomic_store_n(&s->zeroed, 0, __ATOMIC_RELAXED);   /* blocks come back dirty */
+    s->zeroed = 0;                  /* blocks come back dirty */
 }
 
 /* Links the next CARVE_BYTES of never-used blocks into the free list.
@@ -269,14 +269,31 @@ static void make_cur(hak_tls_t *t, hak_slab_t *s)
     hak_slab_check(t, s);
 }
 
+/* Makes t's foreign cache of class cls current, so that blocks freed for
+ * other threads are handed out before the thread's own and need not be
+ * shipped home.  The current slab waits on the partial list (or parked). */
+void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
+{
+    hak_slab_t **slot = hak_cur_slot(t, cls), *s = *slot;
+    if (s == &t->rec->foreign[cls])
+        return;
+    if (s != &hak_empty_slab) {
+        hak_heap_unlink(t, s);
+        if (slab_ready_or_park(t, s))
+            slab_to_partial(t, s);
+    }
+    *slot = &t->rec->foreign[cls];
+}
+
 /* A slab of class cls with a non-empty free list, made current, or NULL when
  * the OS refuses memory.  Blocks that came home first; then the foreign
  * cache (memory already touched, which would otherwise be shipped); then
- * the thread's own slabs, blocks of idle threads from the depot, an
- * abandoned slab, a new one. */
+ * the thread's own slabs, an abandoned slab, a new one. */
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
+    if (atomic_load_explicit(&r->idle, memory_order_relaxed))
+        atomic_store_explicit(&r->idle, 0, memory_order_relaxed);   /* allocating again */
     hak_inbox_take(t);
     hak_slab_t **slot = hak_cur_slot(t, cls);
     hak_slab_t *s = *slot, *f = &r->foreign[cls];
@@ -286,14 +303,6 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         f->used = 0;
         r->foreign_in[cls] = 0;
         *slot = s = &hak_empty_slab;
-    } else if (f->free) {
-        if (s != &hak_empty_slab) {
-            hak_heap_unlink(t, s);
-            if (slab_ready_or_park(t, s))
-                slab_to_partial(t, s);
-        }
-        *slot = f;
-        return f;
     }
     if (s != &hak_empty_slab) {
         hak_heap_unlink(t, s);
@@ -309,8 +318,8 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             return s;
         }
     }
-    if (hak_depot_take(t, cls)) {
-        *slot = f;
+    if (f->free) {
+        hak_heap_use_foreign(t, cls);
         return f;
     }
     while ((s = hak_abandoned_take(t, cls)) != NULL) {

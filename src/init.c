@@ -24,7 +24,7 @@ static __thread char init_marker;        /* its address names this thread */
  * held by a thread that does not exist there. */
 static void fork_prepare(void)
 {
-    hak_remote_fork_prepare();
+    hak_lock(&hak_own_lock);
     hak_lock(&hak_rec_lock);
     hak_pool_lock_all();
     hak_lock(&hak_huge_lock);
@@ -35,7 +35,7 @@ static void fork_parent(void)
     hak_unlock(&hak_huge_lock);
     hak_pool_unlock_all(false);
     hak_unlock(&hak_rec_lock);
-    hak_remote_fork_parent();
+    hak_unlock(&hak_own_lock);
 }
 
 static void fork_child(void)

@@ -37,7 +37,7 @@
  *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit).
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
  *     slab.free, or out: in the user's hands, in a thread's foreign cache,
- *     in a heap's inbox, in the depot, or on slab.remote.  With pin = 1 for a current
+ *     in a heap's inbox, or on slab.remote.  With pin = 1 for a current
  *     Tiny or Mid slab (hak_slab_pin), 0 otherwise:
  *         (bump - start) / bsize = |free| + used - pin
  *     so a slab is returned to the pool only when used - pin = 0: no block
@@ -150,8 +150,7 @@ typedef struct hak_slab {
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
     uint8_t npages;                 /* pages spanned                             */
     uint8_t parked;                 /* owner: on the full list (see the table)   */
-    uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero
-                                       (relaxed atomic: the depot clears it) */
+    uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
     /* Second cache line: written by other threads, or rarely. */
     _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
@@ -206,6 +205,7 @@ static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
 typedef struct hak_heap_rec {
     _Atomic(hak_block_t *) inbox;   /* blocks of our slabs freed by others, in batches */
     _Atomic uint64_t inbox_taken_ms;/* when the owner last took a non-empty inbox */
+    _Atomic uint8_t idle;           /* a pusher found the owner idle; its refill clears it */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
     /* owner thread only: */
     bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
@@ -300,6 +300,7 @@ HAK_HIDDEN bool  hak_heap_init(hak_tls_t *t);
 HAK_HIDDEN void  hak_slab_drain(hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_unlink(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_file(hak_tls_t *t, hak_slab_t *s);
+HAK_HIDDEN void  hak_heap_use_foreign(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN extern hak_lock_t hak_rec_lock;
 
 /* The owner value of t's slabs (t->id is only what the fast path compares,
@@ -347,10 +348,7 @@ HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_ship(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
-HAK_HIDDEN bool  hak_depot_take(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN void  hak_remote_trim(hak_tls_t *t);
-HAK_HIDDEN void  hak_remote_fork_prepare(void);
-HAK_HIDDEN void  hak_remote_fork_parent(void);
 HAK_HIDDEN void  hak_slab_release(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN void  hak_slab_abandon(hak_slab_t *s);
 HAK_HIDDEN hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls);

@@ -210,20 +210,31 @@ static void test_owner_exits_during_frees(void)
     check_settled("owner exits during frees", before);
 }
 
-/* ---- an idle owner's blocks are reused by threads that allocate ------------------ */
+/* ---- an idle owner's blocks wait for it ---------------------------------------------- */
 #define IDLE_N 3000
 static void *idle_block[IDLE_N];
 static size_t idle_size;
 
+/* Frees the idle owner's blocks, then allocates of the same size itself. */
 static void *free_idle_blocks(void *arg)
 {
+    int *found = arg;
+    void *mine[100];
     for (size_t i = 0; i < IDLE_N; i++)
         if (idle_block[i])
             hak_free(idle_block[i]);
+    for (int i = 0; i < 100; i++) {
+        mine[i] = hak_malloc(idle_size);
+        for (size_t j = 0; j < IDLE_N; j++)
+            if (mine[i] == idle_block[j])
+                found[0]++;
+    }
+    for (int i = 0; i < 100; i++)
+        hak_free(mine[i]);
     return NULL;
 }
 
-static void *alloc_from_depot(void *arg)
+static void *alloc_elsewhere(void *arg)
 {
     int *found = arg;
     void *mine[1000];
@@ -251,8 +262,10 @@ static void *alloc_from_depot(void *arg)
 }
 
 /* The owner (this thread) waits in pthread_join, longer than the idle
- * threshold, while one thread frees its blocks: they go to the depot, and
- * a thread with no slab of the class allocates from there. */
+ * threshold, while one thread frees its blocks and then allocates: once
+ * the owner is seen idle its blocks are sent home, not handed out by other
+ * threads (whose every later free of them would be a remote one), and come
+ * back when the owner allocates or trims. */
 static void test_idle_owner(size_t size, size_t n)
 {
     struct figures before = settle();
@@ -261,13 +274,11 @@ static void test_idle_owner(size_t size, size_t n)
     memset(idle_block, 0, sizeof idle_block);
     fill(idle_block, n, size);
     usleep(50 * 1000);
-    run(free_idle_blocks, NULL);
-    run(alloc_from_depot, found);
-    size_t want = size > 65536 ? 3 : 1000;   /* the first Large block waits in the inbox */
-    CHECK((size_t)found[0] >= want, "idle owner %zu B: %d of the new blocks were the idle owner's",
+    run(free_idle_blocks, found);
+    run(alloc_elsewhere, found);
+    CHECK(found[0] == 0, "idle owner %zu B: %d of another thread's new blocks were the idle owner's",
           size, found[0]);
-    CHECK(found[1] == 0, "idle owner %zu B: %d calloc blocks from the depot not zeroed", size,
-          found[1]);
+    CHECK(found[1] == 0, "idle owner %zu B: %d calloc blocks not zeroed", size, found[1]);
     check_settled("idle owner", before);
 }
 
