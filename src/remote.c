@@ -218,37 +218,86 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
                                                     memory_order_relaxed));
 }
 
+/* A batch being sorted: the blocks of one owner, and the run of blocks of
+ * one slab at the head of the list being sorted (consecutive blocks often
+ * share a slab: they were freed as they were allocated, from a current
+ * slab), so that the owner is read and the slab updated once per run. */
+typedef struct {
+    uintptr_t owner;
+    hak_block_t *head, *tail;
+} ship_slot_t;
+
+typedef struct {
+    hak_slab_t *slab;
+    hak_block_t *head, *tail;
+    uint32_t n;
+} slab_run_t;
+
+/* n blocks head..tail of slab s, which t owns, back on its free list. */
+static void free_run_local(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
+{
+    hak_assert(s->used >= n);
+    tail->next = s->free;
+    s->free = head;
+    s->used -= n;
+    if (s->used == 0 || s->parked)
+        hak_free_local_slow(s);
+}
+
+static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
+{
+    hak_slab_t *s = run->slab;
+    if (s == NULL)
+        return;
+    run->slab = NULL;
+    uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (o == hak_heap_id(t)) {
+        free_run_local(s, run->head, run->tail, run->n);
+        return;
+    }
+    if (!is_heap(o)) {                   /* ownerless or dying: one by one */
+        run->tail->next = NULL;
+        for (hak_block_t *b = run->head, *next; b; b = next) {
+            next = b->next;
+            free_by_owner(t, s, b, "free");
+        }
+        return;
+    }
+    ship_slot_t *k = &slot[(o >> 6) % SHIP_SLOTS];
+    if (k->owner != o) {
+        if (k->head)
+            inbox_push(k->owner, k->head, k->tail);
+        k->owner = o;
+        k->head = NULL;
+    }
+    run->tail->next = k->head;
+    if (k->head == NULL)
+        k->tail = run->tail;
+    k->head = run->head;
+}
+
 /* Frees every block of list as the calling thread: its own slabs' blocks
  * locally, the others grouped by owner and pushed to each owner's inbox. */
 static void free_batch(hak_tls_t *t, hak_block_t *list)
 {
-    struct { uintptr_t owner; hak_block_t *head, *tail; } slot[SHIP_SLOTS] = { { 0 } };
-    uintptr_t me = hak_heap_id(t);
+    ship_slot_t slot[SHIP_SLOTS] = { { 0 } };
+    slab_run_t run = { 0 };
     while (list) {
         hak_block_t *b = list;
         list = b->next;
         hak_slab_t *s = slab_of_block(b);
-        uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
-        if (o == me) {
-            hak_slab_free_local(s, b);
-            continue;
+        if (s != run.slab) {
+            run_flush(t, &run, slot);
+            run.slab = s;
+            run.tail = b;
+            run.n = 0;
+        } else {
+            b->next = run.head;
         }
-        if (!is_heap(o)) {
-            free_by_owner(t, s, b, "free");
-            continue;
-        }
-        unsigned k = (unsigned)(o >> 6) % SHIP_SLOTS;
-        if (slot[k].owner != o) {
-            if (slot[k].head)
-                inbox_push(slot[k].owner, slot[k].head, slot[k].tail);
-            slot[k].owner = o;
-            slot[k].head = NULL;
-        }
-        b->next = slot[k].head;
-        if (slot[k].head == NULL)
-            slot[k].tail = b;
-        slot[k].head = b;
+        run.head = b;
+        run.n++;
     }
+    run_flush(t, &run, slot);
     for (unsigned k = 0; k < SHIP_SLOTS; k++)
         if (slot[k].head)
             inbox_push(slot[k].owner, slot[k].head, slot[k].tail);
