@@ -324,6 +324,7 @@ void hak_inbox_close(hak_tls_t *t)
 
 void hak_inbox_open(hak_heap_rec_t *r)
 {
+    atomic_store_explicit(&r->idle, 0, memory_order_relaxed);
     atomic_store_explicit(&r->inbox_taken_ms, hak_now_ms(), memory_order_relaxed);
     atomic_store_explicit(&r->inbox, NULL, memory_order_release);
 }

@@ -205,10 +205,13 @@ static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
 typedef struct hak_heap_rec {
     _Atomic(hak_block_t *) inbox;   /* blocks of our slabs freed by others, in batches */
     _Atomic uint64_t inbox_taken_ms;/* when the owner last took a non-empty inbox */
-    _Atomic uint8_t idle;           /* a pusher found the owner idle; its refill clears it */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
+    /* A line of its own: every free of one of our blocks by another thread
+     * reads it, and pushes onto inbox must not take it away from them. */
+    _Atomic uint8_t idle __attribute__((aligned(64))); /* a pusher found the owner idle;
+                                                           its refill clears it */
     /* owner thread only: */
-    bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
+    bool check __attribute__((aligned(64))); /* HAKMEM_CHECK: every call takes the slow path */
     uint32_t foreign_in[HAK_NCLASS];/* blocks put in foreign[c] since it was last empty */
     uint16_t foreign_cap[HAK_NCLASS];/* foreign[c] is shipped home beyond this many */
     hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
