@@ -779,6 +779,31 @@ def shell_cmd(preload_var, program, args):
     return "%sbuild/bench/%s %s" % (preload_var, program, " ".join(shlex.quote(a) for a in args))
 
 
+def md_machine_rows(L, ctx, m, allocs):
+    """The rest of the Run table (machine, time, load), the allocator table and
+    the notes: shared by this report and scripts/bench_suite.py's."""
+    L.append("| CPU | %s, %s logical CPUs |" % (m["cpu"], m["logical_cpus"]))
+    L.append("| kernel | Linux %s |" % m["kernel"])
+    L.append("| RAM | %s |" % m["ram"])
+    L.append("| compiler | %s |" % m["compiler"])
+    L.append("| total time | %s |" % fmt_secs(ctx["elapsed"]))
+    other = ctx["other_load"]
+    if other is not None:
+        L.append("| other processes' CPU use during the runs | %.2f of %s CPUs on average%s |"
+                 % (other, m["logical_cpus"], " (other work was running: the figures are "
+                    "disturbed, the threaded rows most)" if other > 0.25 else ""))
+    L.append("")
+    L.append("| allocator | version | `LD_PRELOAD` |")
+    L.append("|---|---|---|")
+    for a in allocs:
+        lib = ctx["libs"][a]
+        L.append("| %s | %s | %s |" % (a, ctx["versions"].get(a, "?"),
+                                       "`%s`" % lib if lib else "(none: the C library's malloc)"))
+    for note in ctx["notes"]:
+        L.append("")
+        L.append("Note: " + note)
+
+
 def write_markdown(path, ctx):
     s, g, vs = ctx["summary"], ctx["geomeans"], ctx["vs_mimalloc"]
     benches, allocs, mode = ctx["benches"], ctx["allocs"], ctx["mode"]
@@ -813,26 +838,7 @@ def write_markdown(path, ctx):
                                          "a test of the instrument, not a measurement"}[mode]))
     L.append("| rounds | %d (each benchmark under each allocator %s, interleaved) |"
              % (ctx["rounds"], "once" if ctx["rounds"] == 1 else "%d times" % ctx["rounds"]))
-    L.append("| CPU | %s, %s logical CPUs |" % (m["cpu"], m["logical_cpus"]))
-    L.append("| kernel | Linux %s |" % m["kernel"])
-    L.append("| RAM | %s |" % m["ram"])
-    L.append("| compiler | %s |" % m["compiler"])
-    L.append("| total time | %s |" % fmt_secs(ctx["elapsed"]))
-    other = ctx["other_load"]
-    if other is not None:
-        L.append("| other processes' CPU use during the runs | %.2f of %s CPUs on average%s |"
-                 % (other, m["logical_cpus"], " (other work was running: the figures are "
-                    "disturbed, the threaded rows most)" if other > 0.25 else ""))
-    L.append("")
-    L.append("| allocator | version | `LD_PRELOAD` |")
-    L.append("|---|---|---|")
-    for a in allocs:
-        lib = ctx["libs"][a]
-        L.append("| %s | %s | %s |" % (a, ctx["versions"].get(a, "?"),
-                                       "`%s`" % lib if lib else "(none: the C library's malloc)"))
-    for note in ctx["notes"]:
-        L.append("")
-        L.append("Note: " + note)
+    md_machine_rows(L, ctx, m, allocs)
     L.append("")
     L.append("## Speed")
     L.append("")

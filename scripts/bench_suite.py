@@ -401,26 +401,7 @@ def write_markdown(path, ctx):
     L.append("| rounds | %d (each row under each allocator %s, interleaved) |"
              % (ctx["rounds"], "once" if ctx["rounds"] == 1 else "%d times" % ctx["rounds"]))
     L.append("| mimalloc-bench | `%s` at commit `%s` |" % (ctx["folder"], ctx["upstream"]))
-    L.append("| CPU | %s, %s logical CPUs |" % (m["cpu"], m["logical_cpus"]))
-    L.append("| kernel | Linux %s |" % m["kernel"])
-    L.append("| RAM | %s |" % m["ram"])
-    L.append("| compiler | %s |" % m["compiler"])
-    L.append("| total time | %s |" % fmt_secs(ctx["elapsed"]))
-    other = ctx["other_load"]
-    if other is not None:
-        L.append("| other processes' CPU use during the runs | %.2f of %s CPUs on average%s |"
-                 % (other, m["logical_cpus"], " (other work was running: the figures are "
-                    "disturbed, the threaded rows most)" if other > 0.25 else ""))
-    L.append("")
-    L.append("| allocator | version | `LD_PRELOAD` |")
-    L.append("|---|---|---|")
-    for a in allocs:
-        lib = ctx["libs"][a]
-        L.append("| %s | %s | %s |" % (a, ctx["versions"].get(a, "?"),
-                                       "`%s`" % lib if lib else "(none: the C library's malloc)"))
-    for note in ctx["notes"]:
-        L.append("")
-        L.append("Note: " + note)
+    bench.md_machine_rows(L, ctx, m, allocs)
     versus = ctx["versus"]
     if versus:
         n = len(rows)
