@@ -193,7 +193,7 @@ int hak_owns(const void *p)
 {
     switch (hak_region_of((uintptr_t)p)) {
     case HAK_REGION_SS:
-        return hak_slab_block_valid(hak_slab_of(hak_ss_of(p), p), p);
+        return hak_slab_block(p);
     case HAK_REGION_HUGE_HEAD:
     case HAK_REGION_HUGE_PREV:
         return hak_huge_owns(p);

@@ -55,7 +55,7 @@ static void partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
 }
 
 /* Takes s off whichever of the owner's lists holds it. */
-void hak_heap_unlink(hak_tls_t *t, hak_slab_t *s)
+static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
     uint32_t pin = hak_slab_pin(s->list, s->bsize);
     switch (s->list) {
@@ -209,7 +209,7 @@ bool hak_heap_init(hak_tls_t *t)
 
 static void slab_retire(hak_tls_t *t, hak_slab_t *s)
 {
-    hak_heap_unlink(t, s);
+    slab_unlink(t, s);
     hak_slab_drain(s);
     if (s->used == 0)
         hak_slab_release(t, s);
@@ -278,7 +278,7 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
     if (s == &t->rec->foreign[cls])
         return;
     if (s != &hak_empty_slab) {
-        hak_heap_unlink(t, s);
+        slab_unlink(t, s);
         if (slab_ready_or_park(t, s))
             slab_to_partial(t, s);
     }
@@ -286,9 +286,10 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
 }
 
 /* A slab of class cls with a non-empty free list, made current, or NULL when
- * the OS refuses memory.  Blocks that came home first; then the foreign
- * cache (memory already touched, which would otherwise be shipped); then
- * the thread's own slabs, an abandoned slab, a new one. */
+ * the OS refuses memory.  Blocks that came home first; then the thread's own
+ * slabs; then its foreign cache (already touched, and otherwise shipped);
+ * then an abandoned slab, a new one.  (The cache also becomes current as
+ * soon as it holds FOREIGN_SWITCH blocks: free_foreign.) */
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
@@ -300,19 +301,18 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     if (s->free)
         return s;                       /* the inbox refilled it */
     if (s == f) {                       /* the foreign cache ran dry */
-        f->used = 0;
-        r->foreign_in[cls] = 0;
+        hak_foreign_reset(r, cls);
         *slot = s = &hak_empty_slab;
     }
     if (s != &hak_empty_slab) {
-        hak_heap_unlink(t, s);
+        slab_unlink(t, s);
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
             return s;
         }
     }
     while ((s = r->partial[cls]) != NULL) {
-        hak_heap_unlink(t, s);
+        slab_unlink(t, s);
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
             return s;
@@ -336,19 +336,13 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     return s;
 }
 
-/* A block HAKMEM handed out from a slab (not a Huge block). */
-static bool slab_block(const void *p)
-{
-    return hak_region_of((uintptr_t)p) == HAK_REGION_SS &&
-           hak_slab_block_valid(hak_slab_of(hak_ss_of(p), p), p);
-}
-
 /* HAKMEM_CHECK: a block about to be handed out must still carry its free
  * mark and link to another free block; otherwise something wrote to it
  * after it was freed. */
 static void check_free_block(const hak_block_t *b)
 {
-    if (!slab_block(b) || !hak_block_is_free(b) || (b->next != NULL && !slab_block(b->next)))
+    if (!hak_slab_block(b) || !hak_block_is_free(b) ||
+        (b->next != NULL && !hak_slab_block(b->next)))
         hak_fatal("malloc", "heap corruption (freed block modified)", b);
 }
 
@@ -394,7 +388,7 @@ void hak_free_local_slow(hak_slab_t *s)
     }
     if (s->used == 0) {
         /* Not a pinned current slab: nothing of it is out any more. */
-        hak_heap_unlink(t, s);
+        slab_unlink(t, s);
         hak_slab_release(t, s);
     }
 }
@@ -406,7 +400,7 @@ static int release_if_empty(hak_tls_t *t, hak_slab_t *s)
     hak_slab_drain(s);
     if (s->used != hak_slab_pin(s->list, s->bsize))
         return 0;
-    hak_heap_unlink(t, s);
+    slab_unlink(t, s);
     hak_slab_release(t, s);
     return 1;
 }

@@ -100,11 +100,8 @@ static void slab_orphan_to_abandoned(hak_slab_t *s)
 {
     hak_lock(&hak_own_lock);
     if (atomic_load(&s->owner) == 0 && s->list != HAK_LIST_ABANDONED &&
-        __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE) {
-        s->parked = 0;
-        hak_list_push(&abandoned[s->cls], s);
-        s->list = HAK_LIST_ABANDONED;
-    }
+        __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE)
+        file_ownerless(s);              /* remote is not empty: abandoned list */
     hak_unlock(&hak_own_lock);
 }
 
@@ -351,8 +348,7 @@ void hak_foreign_ship(hak_tls_t *t, unsigned cls)
     hak_slab_t *f = &r->foreign[cls];
     hak_block_t *list = f->free;
     f->free = NULL;
-    f->used = 0;
-    r->foreign_in[cls] = 0;
+    hak_foreign_reset(r, cls);
     free_batch(t, list);
 }
 

@@ -225,6 +225,13 @@ typedef struct hak_heap_rec {
     hak_slab_t foreign[HAK_NCLASS];
 } __attribute__((aligned(64))) hak_heap_rec_t;
 
+/* An emptied foreign cache holds 0 blocks: foreign_in - used = 0. */
+static inline void hak_foreign_reset(hak_heap_rec_t *r, unsigned c)
+{
+    r->foreign[c].used = 0;
+    r->foreign_in[c] = 0;
+}
+
 #define HAK_HEAP_ID_NONE ((uintptr_t)1) /* never a record address, never 0 */
 
 /* The thread-local part: just what the fast paths read.  With HAKMEM_CHECK
@@ -301,7 +308,6 @@ HAK_HIDDEN int   hak_heap_trim(void);
 HAK_HIDDEN void  hak_heap_process_init(void);
 HAK_HIDDEN bool  hak_heap_init(hak_tls_t *t);
 HAK_HIDDEN void  hak_slab_drain(hak_slab_t *s);
-HAK_HIDDEN void  hak_heap_unlink(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_file(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_use_foreign(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN extern hak_lock_t hak_rec_lock;
@@ -385,6 +391,13 @@ static inline bool hak_slab_block_valid(const hak_slab_t *s, const void *p)
 {
     return __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
            (const char *)p >= s->start && hak_slab_boundary(s, p);
+}
+
+/* p is such a block of some slab (not a Huge block); never faults. */
+static inline bool hak_slab_block(const void *p)
+{
+    return hak_region_of((uintptr_t)p) == HAK_REGION_SS &&
+           hak_slab_block_valid(hak_slab_of(hak_ss_of(p), p), p);
 }
 /* A freed block's mark is intact: p is (with certainty up to 2^-64) free. */
 static inline bool hak_block_is_free(const void *p)
