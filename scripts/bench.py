@@ -804,6 +804,30 @@ def md_machine_rows(L, ctx, m, allocs):
         L.append("Note: " + note)
 
 
+def md_failures(L, runs, figure, known, tails, tail_label):
+    """The Failures section: every failed run with the last line of its output
+    (the first of `tails` that has one), after the known causes from `known`,
+    keyed by (allocator, program).  Shared with scripts/bench_suite.py."""
+    failures = [r for r in runs if r["status"] != "ok"]
+    L.append("")
+    L.append("## Failures")
+    L.append("")
+    if not failures:
+        L.append("None: every run exited 0 and printed its %s." % figure)
+        return
+    L.append("Each failed run (it counts in no median):")
+    L.append("")
+    for key in sorted({(r["allocator"], r["program"]) for r in failures}):
+        if key in known:
+            L.append("- Known cause for %s on %s: %s" % (key[0], key[1], known[key]))
+    for r in failures:
+        text = next((r.get(k) for k in tails if r.get(k)), "") or ""
+        detail = text.strip().splitlines()
+        L.append("- %s under %s, round %d: %s%s — `%s`"
+                 % (r["bench"], r["allocator"], r["round"], r["status"],
+                    (" (%s%s)" % (tail_label, detail[-1][:160])) if detail else "", r["command"]))
+
+
 def write_markdown(path, ctx):
     s, g, vs = ctx["summary"], ctx["geomeans"], ctx["vs_mimalloc"]
     benches, allocs, mode = ctx["benches"], ctx["allocs"], ctx["mode"]
@@ -886,23 +910,7 @@ def write_markdown(path, ctx):
                  "**%s** (mimalloc ops/s ÷ HAKMEM ops/s; below 1 means HAKMEM is faster), "
                  "peak RSS ratio **%s** (HAKMEM ÷ mimalloc; below 1 means HAKMEM uses less)."
                  % (vs["time_n"], fmt_ratio(vs["time"]), fmt_ratio(vs["mem"])))
-    failures = [r for r in ctx["runs"] if r["status"] != "ok"]
-    L.append("")
-    L.append("## Failures")
-    L.append("")
-    if not failures:
-        L.append("None: every run exited 0 and printed its result line.")
-    else:
-        L.append("Each failed run (it counts in no median):")
-        L.append("")
-        for key in sorted({(r["allocator"], r["program"]) for r in failures}):
-            if key in KNOWN_ISSUES:
-                L.append("- Known cause for %s on %s: %s" % (key[0], key[1], KNOWN_ISSUES[key]))
-        for r in failures:
-            detail = (r.get("stderr_tail") or "").strip().splitlines()
-            L.append("- %s under %s, round %d: %s%s — `%s`"
-                     % (r["bench"], r["allocator"], r["round"], r["status"],
-                        (" (stderr: %s)" % detail[-1][:160]) if detail else "", r["command"]))
+    md_failures(L, ctx["runs"], "result line", KNOWN_ISSUES, ("stderr_tail",), "stderr: ")
     L.append("")
     L.append("## Benchmarks and how to reproduce")
     L.append("")
@@ -1191,16 +1199,21 @@ def run_suite(mode, rounds, wanted, notes, vers, stage, out_dir, json_path, t_st
     log("")
     log("wrote %s, %s, %s" % (os.path.relpath(md_path, ROOT), os.path.relpath(svg_path, ROOT),
                               os.path.relpath(json_path, ROOT)))
+    return exit_status(runs, failures, benches, s, allocs, elapsed)
+
+
+def exit_status(runs, failures, names, s, allocs, elapsed):
+    """Lists the failed runs and returns the exit status: non-zero when HAKMEM
+    failed a run, or a row failed under every allocator (the program itself is
+    broken).  A peer allocator's own failure is reported above and in the
+    report, but is not ours to fail on.  Shared with scripts/bench_suite.py."""
     if failures:
         log("%d of %d runs FAILED:" % (len(failures), len(runs)))
         for r in failures:
             log("  %s / %s round %d: %s   (%s)" % (r["bench"], r["allocator"], r["round"],
                                                   r["status"], r["command"]))
     log("total elapsed %s" % fmt_secs(elapsed))
-    # Non-zero when HAKMEM failed a run, or a benchmark failed under every
-    # allocator (the program itself is broken).  A peer allocator's own
-    # failure is reported above and in the report, but is not ours to fail on.
-    broken = [b for b in benches if all(s[b][a]["ok"] == 0 for a in allocs)]
+    broken = [b for b in names if all(s[b][a]["ok"] == 0 for a in allocs)]
     hak_failed = [r for r in failures if r["allocator"] == "HAKMEM"]
     if hak_failed or broken:
         log("FAILED: %d HAKMEM run(s) failed%s" % (len(hak_failed), "; no allocator completed: "
@@ -1209,9 +1222,10 @@ def run_suite(mode, rounds, wanted, notes, vers, stage, out_dir, json_path, t_st
     return 0
 
 
-if __name__ == "__main__":
+def run_cli(main_fn):
+    """Runs main_fn as the program; on Ctrl-C kills the benchmark it waits for."""
     try:
-        sys.exit(main())
+        sys.exit(main_fn())
     except KeyboardInterrupt:
         if _current_pid:
             try:
@@ -1219,3 +1233,7 @@ if __name__ == "__main__":
             except OSError:
                 pass
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -47,12 +47,11 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import time
 
 import bench
-from bench import ROOT, log, fmt_mib, fmt_ops, fmt_ratio, fmt_secs
+from bench import ROOT, log, fmt_mib, fmt_ops, fmt_ratio
 
 DEFAULT_FOLDER = os.path.join(ROOT, "..", "shared", "mimalloc-bench")
 BUILD_DIR = os.path.join(ROOT, "build", "mimalloc-bench")
@@ -436,20 +435,7 @@ def write_markdown(path, ctx):
         L.append("")
         L.append(bench.md_table(s, g, names, allocs, "maxrss_kb", fmt_mib, "mem_ratio", "mem",
                                 False))
-    failures = [r for r in ctx["runs"] if r["status"] != "ok"]
-    L.append("")
-    L.append("## Failures")
-    L.append("")
-    if not failures:
-        L.append("None: every run exited 0 and printed its figure.")
-    else:
-        L.append("Each failed run (it counts in no median):")
-        L.append("")
-        for r in failures:
-            detail = (r.get("stderr_tail") or r.get("stdout_tail") or "").strip().splitlines()
-            L.append("- %s under %s, round %d: %s%s — `%s`"
-                     % (r["bench"], r["allocator"], r["round"], r["status"],
-                        (" (%s)" % detail[-1][:160]) if detail else "", r["command"]))
+    bench.md_failures(L, ctx["runs"], "figure", {}, ("stderr_tail", "stdout_tail"), "")
     L.append("")
     L.append("## Programs and how to reproduce")
     L.append("")
@@ -634,29 +620,8 @@ def run(mode, rounds, rows, wanted, notes, vers, stage, folder, folder_bench, ro
     log("")
     log("wrote %s, %s" % (os.path.relpath(md_path, ROOT), os.path.relpath(json_path, ROOT)))
     failures = [r for r in runs if r["status"] != "ok"]
-    if failures:
-        log("%d of %d runs FAILED:" % (len(failures), len(runs)))
-        for r in failures:
-            log("  %s / %s round %d: %s   (%s)" % (r["bench"], r["allocator"], r["round"],
-                                                  r["status"], r["command"]))
-    log("total elapsed %s" % fmt_secs(elapsed))
-    # As in bench.py: a peer's own failure is reported, not ours to fail on.
-    broken = [r.name for r in rows if all(s[r.name][a]["ok"] == 0 for a in allocs)]
-    hak_failed = [r for r in failures if r["allocator"] == "HAKMEM"]
-    if hak_failed or broken:
-        log("FAILED: %d HAKMEM run(s) failed%s" % (len(hak_failed), "; no allocator completed: "
-                                                    + ", ".join(broken) if broken else ""))
-        return 1
-    return 0
+    return bench.exit_status(runs, failures, [r.name for r in rows], s, allocs, elapsed)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        if bench._current_pid:
-            try:
-                os.kill(bench._current_pid, signal.SIGKILL)
-            except OSError:
-                pass
-        sys.exit(130)
+    bench.run_cli(main)
