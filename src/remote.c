@@ -342,7 +342,7 @@ void hak_foreign_init(hak_heap_rec_t *r)
 }
 
 /* Ships every block of t's foreign cache of class cls home. */
-void hak_foreign_ship(hak_tls_t *t, unsigned cls)
+static void foreign_ship(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
     hak_slab_t *f = &r->foreign[cls];
@@ -360,7 +360,7 @@ void hak_foreign_ship_all(hak_tls_t *t)
         any = false;
         for (unsigned c = 0; c < HAK_NCLASS; c++)
             if (t->rec->foreign[c].free) {
-                hak_foreign_ship(t, c);
+                foreign_ship(t, c);
                 any = true;
             }
     }
@@ -398,7 +398,7 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
     f->free = b;
     uint32_t held = ++r->foreign_in[c] - f->used;
     if (HAK_UNLIKELY(held > r->foreign_cap[c]))
-        hak_foreign_ship(t, c);
+        foreign_ship(t, c);
     else if (held == FOREIGN_SWITCH)
         hak_heap_use_foreign(t, c);     /* hand these out before the thread's own */
 }

@@ -355,7 +355,6 @@ HAK_HIDDEN void  hak_inbox_take(hak_tls_t *t);
 HAK_HIDDEN void  hak_inbox_close(hak_tls_t *t);
 HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
-HAK_HIDDEN void  hak_foreign_ship(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
 HAK_HIDDEN void  hak_remote_trim(hak_tls_t *t);
 HAK_HIDDEN void  hak_slab_release(hak_tls_t *t, hak_slab_t *s);
