@@ -75,6 +75,9 @@ struct hak_stats {
                                live threads' last few may not be counted yet) */
     size_t threads_started; /* threads that initialised a heap                 */
     size_t threads_exited;  /* threads whose heap was returned                 */
+    size_t idle_slabs_released; /* slabs of threads that stopped allocating,
+                                   returned to the pool when their last block
+                                   came back                                   */
 };
 HAK_API void   hak_stats_get(struct hak_stats *out);
 /* Writes a human-readable report to the file descriptor (no allocation). */

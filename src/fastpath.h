@@ -42,15 +42,20 @@ static inline void *hak_malloc_fast(size_t n)
     return hak_alloc_slow(n);
 }
 
-/* Free of block p of slab s, which the calling thread owns; p is valid. */
+/* Free of block p of slab s, which the calling thread owns; p is valid.
+ * parked is tested before the slab is written: a parked slab may be taken
+ * by another thread under the heap lock (types.h, Idle owners). */
 static inline void hak_slab_free_local(hak_slab_t *s, void *p)
 {
     hak_block_t *b = (hak_block_t *)p;
     hak_assert(hak_slab_block_valid(s, p) && s->used > 0);
+    if (HAK_UNLIKELY(hak_slab_parked(s))) {
+        hak_free_parked(s, b, b, 1);
+        return;
+    }
     b->next = s->free;
     s->free = b;
-    if (HAK_UNLIKELY(--s->used == 0) ||
-        HAK_UNLIKELY(s->parked))
+    if (HAK_UNLIKELY(--s->used == 0))
         hak_free_local_slow(s);
 }
 

@@ -54,14 +54,15 @@ static void partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
     hak_list_remove(&r->partial[s->cls], s);
 }
 
-/* Takes s off whichever of the owner's lists holds it. */
+/* Takes s off whichever of the owner's lists holds it (the full lists are
+ * full_take's). */
 static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
     uint32_t pin = hak_slab_pin(s->list, s->bsize);
+    hak_assert(s->list != HAK_LIST_FULL);
     switch (s->list) {
     case HAK_LIST_CUR:     *hak_cur_slot(t, s->cls) = &hak_empty_slab; break;
     case HAK_LIST_PARTIAL: partial_remove(t->rec, s); break;
-    case HAK_LIST_FULL:    hak_list_remove(&t->rec->full[s->cls], s); s->parked = 0; break;
     default: break;
     }
     s->list = HAK_LIST_NONE;
@@ -71,7 +72,6 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 
 static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
 {
-    s->parked = 0;
     partial_append(t->rec, s);
     s->list = HAK_LIST_PARTIAL;
     hak_slab_check(t, s);
@@ -90,6 +90,7 @@ void hak_slab_drain(hak_slab_t *s)
         tail = tail->next;
         n++;
     }
+    atomic_fetch_sub_explicit(&s->remote_n, (int32_t)n, memory_order_relaxed);
     tail->next = s->free;
     s->free = list;
     hak_assert(s->used >= n);
@@ -134,17 +135,42 @@ static bool slab_ready(hak_slab_t *s)
 }
 
 /* Parks a slab with no blocks on the full list; returns false then.  Its
- * blocks come back through the owner's inbox (or, once it is ownerless, its
- * remote list), never while nobody looks. */
+ * blocks come back through the owner's inbox (or, while the owner is idle
+ * or once the slab is ownerless, its remote list), never while nobody
+ * looks. */
 static bool slab_ready_or_park(hak_tls_t *t, hak_slab_t *s)
 {
     if (slab_ready(s))
         return true;
-    hak_list_push(&t->rec->full[s->cls], s);
+    hak_heap_rec_t *r = t->rec;
+    hak_lock(&r->lock);
+    hak_list_push(&r->full[s->cls], s);
     s->list = HAK_LIST_FULL;
-    s->parked = 1;
+    hak_slab_set_parked(s, 1);
     hak_slab_check(t, s);
+    hak_unlock(&r->lock);
     return false;
+}
+
+/* Unparks s, which t parked, or with s == NULL the first parked slab of
+ * class cls; returns it off every list, or NULL if there is none (or s is
+ * not parked by t after all). */
+static hak_slab_t *full_take(hak_tls_t *t, unsigned cls, hak_slab_t *s)
+{
+    hak_heap_rec_t *r = t->rec;
+    hak_lock(&r->lock);
+    if (s == NULL)
+        s = r->full[cls];
+    else if (s->list != HAK_LIST_FULL || atomic_load(&s->owner) != hak_heap_id(t))
+        s = NULL;
+    if (s) {
+        hak_list_remove(&r->full[cls], s);
+        s->list = HAK_LIST_NONE;
+        hak_slab_set_parked(s, 0);
+        hak_slab_check(t, s);
+    }
+    hak_unlock(&r->lock);
+    return s;
 }
 
 /* Files a slab t has just come to own. */
@@ -240,8 +266,8 @@ void hak_heap_thread_exit(void *arg)
         *slot = &hak_empty_slab;
         while (r->partial[c])
             slab_retire(t, r->partial[c]);
-        while (r->full[c])
-            slab_retire(t, r->full[c]);
+        for (hak_slab_t *s; (s = full_take(t, c, NULL)) != NULL;)
+            slab_retire(t, s);
     }
     hak_remote_thread_exit();
     hak_stat_add(HAK_STAT_THREADS_EXITED, 1);
@@ -251,6 +277,30 @@ void hak_heap_thread_exit(void *arg)
     r->next_free = rec_free;
     rec_free = r;
     hak_unlock(&hak_rec_lock);
+}
+
+/* Fork: the forking thread's heap lock is taken before, so that no other
+ * thread is releasing one of its parked slabs; in the child, free records
+ * may have been locked by threads that do not exist there.  Other records
+ * are never used in the child: their slabs become ownerless. */
+void hak_heap_fork_prepare(void)
+{
+    if (hak_tls.rec)
+        hak_lock(&hak_tls.rec->lock);
+}
+
+void hak_heap_fork_parent(void)
+{
+    if (hak_tls.rec)
+        hak_unlock(&hak_tls.rec->lock);
+}
+
+void hak_heap_fork_child(void)
+{
+    if (hak_tls.rec)
+        hak_lock_reset(&hak_tls.rec->lock);
+    for (hak_heap_rec_t *r = rec_free; r; r = r->next_free)
+        hak_lock_reset(&r->lock);
 }
 
 void hak_heap_process_init(void)
@@ -378,19 +428,33 @@ void *hak_alloc_slow(size_t n)
     return hak_alloc_class(hak_class_of(n));
 }
 
-/* After a local free left the slab empty or found it parked. */
+/* After a local free left the slab empty (so not a pinned current slab):
+ * nothing of it is out any more. */
 void hak_free_local_slow(hak_slab_t *s)
 {
     hak_tls_t *t = &hak_tls;
-    if (s->parked) {
-        hak_list_remove(&t->rec->full[s->cls], s);
-        slab_to_partial(t, s);
-    }
-    if (s->used == 0) {
-        /* Not a pinned current slab: nothing of it is out any more. */
-        slab_unlink(t, s);
+    slab_unlink(t, s);
+    hak_slab_release(t, s);
+}
+
+/* Blocks head..tail (n of them) of s, which the calling thread owns and
+ * found parked: s is unparked under the heap lock, gets them and whatever
+ * came back on its remote list while its owner was idle, and goes to the
+ * partial list (or the pool). */
+void hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
+{
+    hak_tls_t *t = &hak_tls;
+    if (full_take(t, s->cls, s) == NULL)   /* released: all its blocks were free */
+        hak_fatal("free", "double free", head);
+    tail->next = s->free;
+    s->free = head;
+    hak_assert(s->used >= n);
+    s->used -= n;
+    hak_slab_drain(s);
+    if (s->used == 0)
         hak_slab_release(t, s);
-    }
+    else
+        slab_to_partial(t, s);
 }
 
 /* ---- trim ------------------------------------------------------------------------ */

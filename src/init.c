@@ -24,6 +24,7 @@ static __thread char init_marker;        /* its address names this thread */
  * held by a thread that does not exist there. */
 static void fork_prepare(void)
 {
+    hak_heap_fork_prepare();
     hak_lock(&hak_own_lock);
     hak_lock(&hak_rec_lock);
     hak_pool_lock_all();
@@ -36,6 +37,7 @@ static void fork_parent(void)
     hak_pool_unlock_all(false);
     hak_unlock(&hak_rec_lock);
     hak_unlock(&hak_own_lock);
+    hak_heap_fork_parent();
 }
 
 static void fork_child(void)
@@ -43,6 +45,7 @@ static void fork_child(void)
     hak_lock_reset(&hak_huge_lock);
     hak_pool_unlock_all(true);
     hak_lock_reset(&hak_rec_lock);
+    hak_heap_fork_child();
     hak_own_fork_child(&hak_tls);
 }
 

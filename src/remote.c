@@ -60,7 +60,7 @@ static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
         if (s->list == HAK_LIST_ABANDONED)
             hak_list_remove(&abandoned[s->cls], s);
         s->list = HAK_LIST_NONE;
-        s->parked = 0;
+        hak_slab_set_parked(s, 0);
         atomic_store(&s->owner, hak_heap_id(t));
     }
     hak_unlock(&hak_own_lock);
@@ -72,11 +72,11 @@ static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
 static void file_ownerless(hak_slab_t *s)
 {
     if (s->free || s->bump < s->end || atomic_load(&s->remote)) {
-        s->parked = 0;
+        hak_slab_set_parked(s, 0);
         hak_list_push(&abandoned[s->cls], s);
         s->list = HAK_LIST_ABANDONED;
     } else {
-        s->parked = 1;
+        hak_slab_set_parked(s, 1);
         s->list = HAK_LIST_NONE;
     }
 }
@@ -105,17 +105,63 @@ static void slab_orphan_to_abandoned(hak_slab_t *s)
     hak_unlock(&hak_own_lock);
 }
 
-/* Block b onto its slab's remote list: for slabs whose owner is exiting or
- * gone, and for freers without a heap.  Whoever owns the slab next drains it. */
-static void remote_push(hak_slab_t *s, hak_block_t *b)
+static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s, int32_t capacity);
+
+/* Blocks head..tail (n of them) of s onto its remote list: for slabs whose
+ * owner is idle, exiting or gone, and for freers without a heap.  Whoever
+ * owns the slab next drains it; a parked slab of an idle owner that this
+ * push completes goes to the pool (types.h, Idle owners).
+ * remote_n is raised before the push, while the blocks are still out (so
+ * the slab cannot change hands yet): it never counts fewer blocks than the
+ * list holds, and after the push that completes a slab it counts exactly
+ * the slab's capacity.  After the push s may already be someone else's:
+ * only atomics are read. */
+static void remote_push(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
 {
-    hak_block_t *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
+    int32_t capacity = (int32_t)((size_t)(s->end - s->start) / s->bsize);
+    atomic_fetch_add_explicit(&s->remote_n, (int32_t)n, memory_order_relaxed);
+    hak_block_t *old = atomic_load_explicit(&s->remote, memory_order_relaxed);
     do
-        b->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, b, memory_order_seq_cst,
+        tail->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, head, memory_order_seq_cst,
                                                   memory_order_relaxed));
-    if (atomic_load(&s->owner) == 0)
+    uintptr_t o = atomic_load(&s->owner);
+    if (o == 0)
         slab_orphan_to_abandoned(s);
+    else if (is_heap(o) && atomic_load_explicit(&s->remote_n, memory_order_relaxed) == capacity &&
+             hak_slab_parked(s))
+        idle_slab_release((hak_heap_rec_t *)o, s, capacity);
+}
+
+/* Owner r -> the pool, for a parked slab of r whose blocks are all on its
+ * remote list.  Under r's heap lock, s is r's and parked or it is not
+ * touched; then its remote list is counted (only pushes change it now, at
+ * its head): all blocks there means none is out, so r cannot be writing s
+ * (that would take a block of it) and nobody can push to it any more.  The
+ * slab keeps adding up until the pool takes it (used = capacity = |remote|),
+ * so a fork in between leaves the child an abandoned slab to drain. */
+static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s, int32_t capacity)
+{
+    hak_lock(&r->lock);
+    if (atomic_load(&s->owner) != (uintptr_t)r || !hak_slab_parked(s)) {
+        hak_unlock(&r->lock);
+        return;
+    }
+    hak_assert(s->list == HAK_LIST_FULL);
+    int32_t n = 0;
+    for (hak_block_t *b = atomic_load_explicit(&s->remote, memory_order_acquire); b; b = b->next)
+        n++;
+    if (n != capacity) {                 /* not yet: a block is still on its way */
+        hak_unlock(&r->lock);
+        return;
+    }
+    hak_list_remove(&r->full[s->cls], s);
+    s->list = HAK_LIST_NONE;
+    hak_slab_set_parked(s, 0);
+    atomic_store(&s->owner, OWNER_DYING);
+    hak_unlock(&r->lock);
+    hak_stat_add(HAK_STAT_IDLE_SLABS_RELEASED, 1);
+    hak_pool_slab_free(s);
 }
 
 /* A slab of class cls from the abandoned list, now t's, or NULL. */
@@ -128,7 +174,7 @@ hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls)
     if (s) {
         hak_list_remove(&abandoned[cls], s);
         s->list = HAK_LIST_NONE;
-        s->parked = 0;
+        hak_slab_set_parked(s, 0);
         atomic_store(&s->owner, hak_heap_id(t));
     }
     hak_unlock(&hak_own_lock);
@@ -204,7 +250,7 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
                 if (is_heap(now) && now != o)
                     inbox_push(now, b, b);  /* adopted by a live thread meanwhile */
                 else
-                    remote_push(s, b);      /* o drains it at exit, or it is ownerless */
+                    remote_push(s, b, b, 1); /* o drains it at exit, or it is ownerless */
             }
             return;
         }
@@ -233,11 +279,15 @@ typedef struct {
 /* n blocks head..tail of slab s, which t owns, back on its free list. */
 static void free_run_local(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
 {
+    if (hak_slab_parked(s)) {
+        hak_free_parked(s, head, tail, n);
+        return;
+    }
     hak_assert(s->used >= n);
     tail->next = s->free;
     s->free = head;
     s->used -= n;
-    if (s->used == 0 || s->parked)
+    if (s->used == 0)
         hak_free_local_slow(s);
 }
 
@@ -258,6 +308,10 @@ static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
             next = b->next;
             free_by_owner(t, s, b, "free");
         }
+        return;
+    }
+    if (atomic_load_explicit(&((hak_heap_rec_t *)o)->idle, memory_order_relaxed)) {
+        remote_push(s, run->head, run->tail, run->n);
         return;
     }
     ship_slot_t *k = &slot[(o >> 6) % SHIP_SLOTS];
@@ -317,6 +371,19 @@ void hak_inbox_close(hak_tls_t *t)
     hak_block_t *list = atomic_exchange_explicit(&t->rec->inbox, HAK_INBOX_CLOSED,
                                                  memory_order_acquire);
     free_batch(t, list == HAK_INBOX_CLOSED ? NULL : list);
+}
+
+/* The blocks in idle heap r's inbox, sent on as t would send them: onto
+ * their slabs' remote lists (run_flush), where they can complete a slab. */
+static void inbox_reroute(hak_tls_t *t, hak_heap_rec_t *r)
+{
+    hak_block_t *list = atomic_load_explicit(&r->inbox, memory_order_relaxed);
+    do {
+        if (list == NULL || list == HAK_INBOX_CLOSED)
+            return;
+    } while (!atomic_compare_exchange_weak_explicit(&r->inbox, &list, NULL, memory_order_acquire,
+                                                    memory_order_relaxed));
+    free_batch(t, list);
 }
 
 void hak_inbox_open(hak_heap_rec_t *r)
@@ -385,11 +452,14 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
         }
         r = t->rec;
     }
-    if (atomic_load_explicit(&((hak_heap_rec_t *)o)->idle, memory_order_relaxed)) {
+    hak_heap_rec_t *or = (hak_heap_rec_t *)o;
+    if (atomic_load_explicit(&or->idle, memory_order_relaxed)) {
         /* Handing an idle thread's blocks out here would make every later
          * free of them a remote one: measured 30% slower on Larson.  They
-         * wait in its inbox for it (or for its exit). */
-        inbox_push(o, b, b);
+         * go onto their slabs, so that a slab whose blocks have all come
+         * back goes to the pool; and so do those left in its inbox. */
+        inbox_reroute(t, or);
+        remote_push(s, b, b, 1);
         return;
     }
     unsigned c = s->cls;
@@ -420,7 +490,7 @@ static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const cha
         if (o != 0)                      /* dying: every block of it is free already */
             hak_fatal(call, "double free", b);
         if (t->rec == NULL && !hak_heap_init(t)) {
-            remote_push(s, b);           /* no heap (out of memory): left for an adopter */
+            remote_push(s, b, b, 1);     /* no heap (out of memory): left for an adopter */
             return;
         }
         if (slab_adopt(t, s)) {

@@ -124,6 +124,7 @@ void hak_stats_get(struct hak_stats *out)
     out->remote_frees = (size_t)hak_remote_frees();
     out->threads_started = atomic_load(&hak_stat[HAK_STAT_THREADS_STARTED]);
     out->threads_exited = atomic_load(&hak_stat[HAK_STAT_THREADS_EXITED]);
+    out->idle_slabs_released = atomic_load(&hak_stat[HAK_STAT_IDLE_SLABS_RELEASED]);
 }
 
 void hak_stats_print(int fd)
@@ -138,6 +139,7 @@ void hak_stats_print(int fd)
         { "os unmaps", st.os_unmaps },         { "os purges", st.os_purges },
         { "remote frees", st.remote_frees },   { "threads started", st.threads_started },
         { "threads exited", st.threads_exited },
+        { "idle slabs released", st.idle_slabs_released },
     };
     msg_t m = { .len = 0 };
     put_str(&m, "HAKMEM statistics\n");

@@ -201,7 +201,8 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->list = HAK_LIST_NONE;
     s->npages = (uint8_t)k;
     atomic_store(&s->remote, NULL);
-    s->parked = 0;
+    atomic_store(&s->remote_n, 0);
+    hak_slab_set_parked(s, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)first;
     s->state = HAK_SLAB_ACTIVE;

@@ -17,8 +17,9 @@
  * hak_slab_check in DEBUG builds)
  *   - A slab has at most one owner, a heap (slab.owner = address of the heap
  *     record).  Only the owner thread reads or writes free, used, bump,
- *     parked and the list links.  Other threads read owner and push to
- *     remote; nobody but the owner touches an owned slab's blocks' links.
+ *     parked and the list links, with one exception below (a parked slab of
+ *     an idle owner).  Other threads read owner and push to remote; nobody
+ *     but the owner touches an owned slab's blocks' links.
  *   - The legal combinations (anything else is a bug):
  *
  *       state   owner         list        parked  what it means
@@ -31,10 +32,16 @@
  *                                                 uncarved or remote)
  *       ACTIVE  0             NONE        1       nothing to give: the next
  *                                                 free into it adopts it
- *       ACTIVE  OWNER_DYING   NONE        -       used = 0, on its way to the pool
+ *       ACTIVE  OWNER_DYING   NONE        -       no block out, on its way to the pool
  *
  *     owner goes 0 -> H only under hak_own_lock (adoption) or the pool lock
- *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit).
+ *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit);
+ *     H -> OWNER_DYING by H, or by any thread for a parked slab of H whose
+ *     every block is on remote, under H's heap lock (see Idle owners).
+ *   - Parked slabs: H parks and unparks its slabs, and changes the full
+ *     lists, only under its heap lock (heap_rec.lock).  H's free reads parked
+ *     before it writes the slab and takes the locked slow path when it is
+ *     set, so H writes free and used of a parked slab only under that lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
  *     slab.free, or out: in the user's hands, in a thread's foreign cache,
  *     in a heap's inbox, or on slab.remote.  With pin = 1 for a current
@@ -56,6 +63,15 @@
  *     the exiting owner drains (or, once the slab is ownerless, its
  *     adopter).  An ownerless slab is adopted by the first thread that frees
  *     into it or needs a slab of its class; remote blocks are never lost.
+ *   - Idle owners: a heap whose inbox has waited IDLE_MS is idle (it does not
+ *     allocate: Larson's main thread, a thread blocked in I/O).  Its blocks
+ *     then go onto their slabs' remote lists, counted in remote_n, and the
+ *     thread whose push makes remote_n equal a parked slab's capacity
+ *     releases the slab to the pool under H's lock.  That is safe without
+ *     H's help: every block is on remote, so none is out, so H's free cannot
+ *     be touching the slab (it would need a block of it), and H's malloc
+ *     never touches a parked slab.  A slab with a block still out stays H's:
+ *     H may be freeing that block at that moment, with no lock to see.
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
@@ -149,10 +165,14 @@ typedef struct hak_slab {
     uint8_t state;                  /* HAK_SLAB_*; written under the pool lock   */
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
     uint8_t npages;                 /* pages spanned                             */
-    uint8_t parked;                 /* owner: on the full list (see the table)   */
+    uint8_t parked;                 /* on the full list (see the table); read
+                                       with hak_slab_parked                      */
     uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
     /* Second cache line: written by other threads, or rarely. */
     _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
+    _Atomic int32_t remote_n;       /* blocks counted onto remote: pushers add after
+                                       their push, drains subtract after theirs, so
+                                       remote_n <= |remote| at every moment */
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
     char *end;                      /* end of the last whole block               */
 } __attribute__((aligned(64))) hak_slab_t;
@@ -197,6 +217,29 @@ static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
            off * s->boundary_mul < s->boundary_mul;
 }
 
+/* ---- locks: tiny spinlocks, safe to reset in a fork child ------------------- */
+typedef struct { _Atomic int held; } hak_lock_t;
+HAK_HIDDEN void hak_lock_slow(hak_lock_t *l);
+static inline void hak_lock(hak_lock_t *l)
+{
+    if (HAK_UNLIKELY(atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+        hak_lock_slow(l);
+}
+static inline void hak_unlock(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
+static inline void hak_lock_reset(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_relaxed); }
+
+/* parked is read without a lock by the owner's free (before it writes the
+ * slab) and written under the owner's heap lock (see Ownership). */
+static inline bool hak_slab_parked(const hak_slab_t *s)
+{
+    return __atomic_load_n(&s->parked, __ATOMIC_RELAXED);
+}
+
+static inline void hak_slab_set_parked(hak_slab_t *s, uint8_t v)
+{
+    __atomic_store_n(&s->parked, v, __ATOMIC_RELAXED);
+}
+
 /* ---- heaps ------------------------------------------------------------------ */
 /* The shared part of a thread's heap.  Records are recycled, never unmapped:
  * a thread that read a stale owner may still push onto inbox, and the
@@ -210,8 +253,12 @@ typedef struct hak_heap_rec {
      * reads it, and pushes onto inbox must not take it away from them. */
     _Atomic uint8_t idle __attribute__((aligned(64))); /* a pusher found the owner idle;
                                                            its refill clears it */
+    /* Held while the full lists or a parked slab change: by the owner, and
+     * by a thread releasing a parked slab whose blocks all came back
+     * (remote.c).  A leaf lock: nothing is taken while it is held. */
+    hak_lock_t lock __attribute__((aligned(64)));
     /* owner thread only: */
-    bool check __attribute__((aligned(64))); /* HAKMEM_CHECK: every call takes the slow path */
+    bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
     uint32_t foreign_in[HAK_NCLASS];/* blocks put in foreign[c] since it was last empty */
     uint16_t foreign_cap[HAK_NCLASS];/* foreign[c] is shipped home beyond this many */
     hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
@@ -262,17 +309,6 @@ static inline unsigned hak_class_of(size_t n)   /* n <= HAK_LARGE_MAX */
 }
 HAK_HIDDEN int hak_class_for_aligned(size_t n, size_t align);
 
-/* ---- locks: tiny spinlocks, safe to reset in a fork child ------------------- */
-typedef struct { _Atomic int held; } hak_lock_t;
-HAK_HIDDEN void hak_lock_slow(hak_lock_t *l);
-static inline void hak_lock(hak_lock_t *l)
-{
-    if (HAK_UNLIKELY(atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
-        hak_lock_slow(l);
-}
-static inline void hak_unlock(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
-static inline void hak_lock_reset(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_relaxed); }
-
 /* ---- OS layer (os.c) --------------------------------------------------------- */
 HAK_HIDDEN void *hak_os_map(size_t size, bool reserve_only);
 HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
@@ -303,9 +339,13 @@ HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
 HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
 HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
+HAK_HIDDEN void  hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n);
 HAK_HIDDEN void  hak_heap_thread_exit(void *rec);
 HAK_HIDDEN int   hak_heap_trim(void);
 HAK_HIDDEN void  hak_heap_process_init(void);
+HAK_HIDDEN void  hak_heap_fork_prepare(void);
+HAK_HIDDEN void  hak_heap_fork_parent(void);
+HAK_HIDDEN void  hak_heap_fork_child(void);
 HAK_HIDDEN bool  hak_heap_init(hak_tls_t *t);
 HAK_HIDDEN void  hak_slab_drain(hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_file(hak_tls_t *t, hak_slab_t *s);
@@ -429,7 +469,7 @@ HAK_HIDDEN void hak_options_init(void);
 enum {
     HAK_STAT_OS_MAPS, HAK_STAT_OS_UNMAPS, HAK_STAT_OS_PURGES, HAK_STAT_HUGE_BYTES,
     HAK_STAT_HUGE_BLOCKS, HAK_STAT_REMOTE_FREES, HAK_STAT_THREADS_STARTED,
-    HAK_STAT_THREADS_EXITED, HAK_STAT_COUNT
+    HAK_STAT_THREADS_EXITED, HAK_STAT_IDLE_SLABS_RELEASED, HAK_STAT_COUNT
 };
 HAK_HIDDEN extern _Atomic size_t hak_stat[HAK_STAT_COUNT];
 static inline void hak_stat_add(int which, size_t n)

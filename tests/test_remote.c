@@ -213,21 +213,31 @@ static void test_owner_exits_during_frees(void)
 /* ---- an idle owner's blocks wait for it ---------------------------------------------- */
 #define IDLE_N 3000
 static void *idle_block[IDLE_N];
-static size_t idle_size;
+static size_t idle_size, idle_n, idle_keep;   /* the owner keeps every idle_keep-th */
 
-/* Frees the idle owner's blocks, then allocates of the same size itself. */
+static int kept(size_t i) { return idle_keep != 0 && i % idle_keep == 0; }
+
+/* 1 if p is one of the idle owner's blocks that another thread freed. */
+static int was_freed_idle_block(const void *p)
+{
+    for (size_t j = 0; j < idle_n; j++)
+        if (p == idle_block[j] && !kept(j))
+            return 1;
+    return 0;
+}
+
+/* Frees the idle owner's blocks (but the kept ones), then allocates of the
+ * same size itself. */
 static void *free_idle_blocks(void *arg)
 {
     int *found = arg;
     void *mine[100];
-    for (size_t i = 0; i < IDLE_N; i++)
-        if (idle_block[i])
+    for (size_t i = 0; i < idle_n; i++)
+        if (!kept(i))
             hak_free(idle_block[i]);
     for (int i = 0; i < 100; i++) {
         mine[i] = hak_malloc(idle_size);
-        for (size_t j = 0; j < IDLE_N; j++)
-            if (mine[i] == idle_block[j])
-                found[0]++;
+        found[0] += was_freed_idle_block(mine[i]);
     }
     for (int i = 0; i < 100; i++)
         hak_free(mine[i]);
@@ -238,13 +248,10 @@ static void *alloc_elsewhere(void *arg)
 {
     int *found = arg;
     void *mine[1000];
-    for (int i = 0; i < 1000; i++) {
+    int n = idle_size > 65536 ? 4 : 1000;
+    for (int i = 0; i < n; i++) {
         mine[i] = idle_size > 65536 ? hak_calloc(1, idle_size) : hak_malloc(idle_size);
-        for (size_t j = 0; j < IDLE_N; j++)
-            if (mine[i] == idle_block[j]) {
-                found[0]++;
-                break;
-            }
+        found[0] += was_freed_idle_block(mine[i]);
         if (idle_size > 65536) {
             const unsigned char *b = mine[i];
             for (size_t k = 0; k < idle_size; k += 512)
@@ -253,33 +260,98 @@ static void *alloc_elsewhere(void *arg)
                     break;
                 }
         }
-        if (idle_size > 65536 && i == 3)
-            break;
     }
-    for (int i = 0; i < (idle_size > 65536 ? 4 : 1000); i++)
+    for (int i = 0; i < n; i++)
         hak_free(mine[i]);
     return NULL;
 }
 
-/* The owner (this thread) waits in pthread_join, longer than the idle
- * threshold, while one thread frees its blocks and then allocates: once
- * the owner is seen idle its blocks are sent home, not handed out by other
- * threads (whose every later free of them would be a remote one), and come
- * back when the owner allocates or trims. */
-static void test_idle_owner(size_t size, size_t n)
+static size_t idle_released(void)
+{
+    struct hak_stats st;
+    hak_stats_get(&st);
+    return st.idle_slabs_released;
+}
+
+/* The owner (this thread) allocates n blocks and then waits in
+ * pthread_join, longer than the idle threshold, while another thread frees
+ * them (all but every keep-th).
+ * - A slab of which the owner still holds a block stays the owner's: its
+ *   blocks are not handed out by other threads (whose every later free of
+ *   them would be a remote one), and none of it is released.
+ * - A slab whose blocks have all come back is released to the pool by the
+ *   freeing thread (at least `whole` of them: every slab the owner filled,
+ *   but its current one), without the owner's help.
+ * The owner then frees what it kept (into slabs parked with blocks on their
+ * remote lists) and every slab comes back. */
+static void test_idle_owner(size_t size, size_t n, size_t keep, size_t whole)
 {
     struct figures before = settle();
+    size_t released = idle_released();
     int found[2] = { 0, 0 };
     idle_size = size;
-    memset(idle_block, 0, sizeof idle_block);
+    idle_n = n;
+    idle_keep = keep;
     fill(idle_block, n, size);
     usleep(50 * 1000);
     run(free_idle_blocks, found);
     run(alloc_elsewhere, found);
-    CHECK(found[0] == 0, "idle owner %zu B: %d of another thread's new blocks were the idle owner's",
-          size, found[0]);
+    released = idle_released() - released;
+    if (keep) {
+        CHECK(found[0] == 0, "idle owner %zu B: %d of another thread's new blocks were the idle "
+              "owner's", size, found[0]);
+        CHECK(released == 0, "idle owner %zu B: %zu slabs released with blocks still out",
+              size, released);
+    } else {
+        CHECK(released >= whole, "idle owner %zu B: %zu of its %zu full slabs released", size,
+              released, whole);
+    }
     CHECK(found[1] == 0, "idle owner %zu B: %d calloc blocks not zeroed", size, found[1]);
-    check_settled("idle owner", before);
+    for (size_t i = 0; i < n; i++)
+        if (kept(i)) {
+            CHECK(intact(idle_block[i], i, size), "idle owner %zu B: kept block %zu changed",
+                  size, i);
+            hak_free(idle_block[i]);
+        }
+    check_settled(keep ? "idle owner keeping blocks" : "idle owner", before);
+}
+
+/* The owner frees its half of its blocks while another thread frees the
+ * other half, so that frees into parked slabs meet releases of them (under
+ * TSan in make sanitize).  Blocks are checked intact before each free. */
+#define IDLE_RACE_N 2000
+static void *idle_race_block[IDLE_RACE_N];
+static atomic_int idle_race_bad;
+
+static void *free_odd_blocks(void *arg)
+{
+    (void)arg;
+    for (size_t i = 1; i < IDLE_RACE_N; i += 2) {
+        if (!intact(idle_race_block[i], i, 48))
+            atomic_fetch_add(&idle_race_bad, 1);
+        hak_free(idle_race_block[i]);
+    }
+    return NULL;
+}
+
+static void test_idle_owner_frees_too(void)
+{
+    struct figures before = settle();
+    for (int round = 0; round < race_rounds; round++) {
+        fill(idle_race_block, IDLE_RACE_N, 48);
+        usleep(25 * 1000);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, free_odd_blocks, NULL) == 0, "pthread_create");
+        for (size_t i = 0; i < IDLE_RACE_N; i += 2) {
+            if (!intact(idle_race_block[i], i, 48))
+                atomic_fetch_add(&idle_race_bad, 1);
+            hak_free(idle_race_block[i]);
+        }
+        pthread_join(t, NULL);
+    }
+    CHECK(atomic_load(&idle_race_bad) == 0, "idle owner frees too: %d blocks changed",
+          atomic_load(&idle_race_bad));
+    check_settled("idle owner frees too", before);
 }
 
 /* ---- a ring of threads passing blocks on ----------------------------------------- */
@@ -354,8 +426,10 @@ int main(void)
     test_trim_flushes();
     test_owner_exited();
     test_owner_exits_during_frees();
-    test_idle_owner(80, IDLE_N);
-    test_idle_owner(200000, 4);
+    test_idle_owner(80, IDLE_N, 50, 0);
+    test_idle_owner(80, IDLE_N, 0, IDLE_N / (65536 / 80));
+    test_idle_owner(200000, 4, 0, 3);
+    test_idle_owner_frees_too();
     test_ring();
     return test_done("test_remote");
 }
