@@ -216,9 +216,17 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
     hak_superslab_t *ss;
     int first = -1;
     hak_lock(&pool_lock);
-    for (ss = avail_head; ss; ss = ss->avail_next)
-        if ((first = find_run(ss->used_pages, k)) >= 0)
-            break;
+    /* Free pages still resident first: they cost no page faults and no RSS
+     * that other free pages do not already cost. */
+    ss = NULL;
+    if (dirty_bytes >= (size_t)k * HAK_PAGE_SIZE)
+        for (ss = avail_head; ss; ss = ss->avail_next)
+            if (ss->dirty_pages && (first = find_run(ss->used_pages | ~ss->dirty_pages, k)) >= 0)
+                break;
+    if (ss == NULL)
+        for (ss = avail_head; ss; ss = ss->avail_next)
+            if ((first = find_run(ss->used_pages, k)) >= 0)
+                break;
     if (ss == NULL) {
         ss = ss_carve();
         if (ss == NULL) {

@@ -6,6 +6,8 @@
  *      frees ~4 MiB in small blocks): RSS growth between the two under 8 MiB.
  *   c. fragmentation: keep 1 block of every 64, free the rest, malloc_trim(0):
  *      RSS keeps at most half of the peak increase.
+ *   d. resident first: free pages still resident are handed out before
+ *      purged ones, so reallocating what was just freed faults no page in.
  * Standard names (malloc/free/malloc_trim): linked against HAKMEM they are
  * HAKMEM.  Bookkeeping arrays come from mmap so they do not count as heap.
  * RSS is always read right after malloc_trim(0), so the result does not depend
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -260,6 +263,48 @@ static void test_fragmentation(void)
     munmap(ptrs, maxb * sizeof(void *));
 }
 
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* Large blocks (a slab each) fill a run of pages; the first half is freed
+ * and trimmed (purged: the next touch faults), then the second half freed
+ * (still resident).  Allocating half again must take the resident pages,
+ * although the purged ones come first in address order. */
+static void test_resident_first(void)
+{
+    enum { N = 24 };
+    size_t size = 100 * KiB;
+    void *p[N];
+    malloc_trim(0);
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(size);
+        CHECK(p[i] != NULL, "malloc(%zu)", size);
+        memset(p[i], 1, size);
+    }
+    for (int i = 0; i < N / 2; i++)
+        free(p[i]);
+    malloc_trim(0);
+    for (int i = N / 2; i < N; i++)
+        free(p[i]);
+    long before = minor_faults();
+    for (int i = 0; i < N / 2; i++) {
+        p[i] = malloc(size);
+        CHECK(p[i] != NULL, "malloc(%zu)", size);
+        memset(p[i], 2, size);
+    }
+    long faults = minor_faults() - before;
+    long touched = (long)(N / 2 * size / 4096);
+    printf("d. resident first: %ld minor faults reallocating %ld pages just freed\n", faults,
+           touched);
+    CHECK(faults < touched / 4, "%ld page faults reallocating %ld resident pages", faults, touched);
+    for (int i = 0; i < N / 2; i++)
+        free(p[i]);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -267,5 +312,6 @@ int main(void)
     test_big_round_trip();
     test_thread_churn();
     test_fragmentation();
+    test_resident_first();
     return test_done("test_rss");
 }
