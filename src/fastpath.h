@@ -44,12 +44,14 @@ static inline void *hak_malloc_fast(size_t n)
 
 /* Free of block p of slab s, which the calling thread owns; p is valid.
  * parked is tested before the slab is written: a parked slab may be taken
- * by another thread under the heap lock (types.h, Idle owners). */
+ * by another thread under the heap lock (types.h, Idle owners).  A plain
+ * read: that thread writes parked only when no block of s is out, so never
+ * while its owner frees one. */
 static inline void hak_slab_free_local(hak_slab_t *s, void *p)
 {
     hak_block_t *b = (hak_block_t *)p;
     hak_assert(hak_slab_block_valid(s, p) && s->used > 0);
-    if (HAK_UNLIKELY(hak_slab_parked(s))) {
+    if (HAK_UNLIKELY(s->parked)) {
         hak_free_parked(s, b, b, 1);
         return;
     }

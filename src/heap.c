@@ -81,6 +81,8 @@ static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
 /* Moves the blocks on the slab's remote list onto its free list. */
 void hak_slab_drain(hak_slab_t *s)
 {
+    if (atomic_load_explicit(&s->remote, memory_order_relaxed) == NULL)
+        return;                     /* the common case, without a bus-locked exchange */
     hak_block_t *list = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
     if (list == NULL)
         return;
