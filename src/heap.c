@@ -16,6 +16,8 @@
 #include "fastpath.h"
 
 #define CARVE_BYTES   (16 * 1024)   /* blocks carved into a free list at once */
+#define SPARSE_PART   8             /* a slab with < 1/8 of its blocks out is sparse */
+#define SPARSE_SKIPS  4             /* sparse slabs a refill passes over at most */
 #define REC_CHUNK     (64 * 1024)
 
 __thread hak_tls_t hak_tls = {
@@ -75,6 +77,30 @@ static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
     partial_append(t->rec, s);
     s->list = HAK_LIST_PARTIAL;
     hak_slab_check(t, s);
+}
+
+/* Few of s's blocks are out: left alone, it soon has none and goes back to
+ * the pool (blocks freed at random live about as long as each other, so the
+ * last of a few goes within a few lifetimes); refilled, it is pinned by
+ * them for as long again.  With frees at random, refilling every partial
+ * slab in turn kept Larson's slabs half empty. */
+static bool slab_sparse(const hak_slab_t *s)
+{
+    return (size_t)s->used * s->bsize * SPARSE_PART < (size_t)(s->end - s->start);
+}
+
+/* The partial slab a refill should take: the head, after sending up to
+ * SPARSE_SKIPS sparse ones to the back of the queue (to drain) while a
+ * slab is behind them. */
+static hak_slab_t *partial_pick(hak_heap_rec_t *r, unsigned cls)
+{
+    hak_slab_t *s = r->partial[cls];
+    for (unsigned k = 0; k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
+        partial_remove(r, s);
+        partial_append(r, s);
+        s = r->partial[cls];
+    }
+    return s;
 }
 
 /* ---- blocks in a slab ---------------------------------------------------------- */
@@ -363,7 +389,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             return s;
         }
     }
-    while ((s = r->partial[cls]) != NULL) {
+    while ((s = partial_pick(r, cls)) != NULL) {
         slab_unlink(t, s);
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);

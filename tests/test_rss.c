@@ -8,6 +8,8 @@
  *      RSS keeps at most half of the peak increase.
  *   d. resident first: free pages still resident are handed out before
  *      purged ones, so reallocating what was just freed faults no page in.
+ *   e. sparse slabs drain: a refill passes over slabs with few blocks out,
+ *      so those go back to the pool when their last blocks are freed.
  * Standard names (malloc/free/malloc_trim): linked against HAKMEM they are
  * HAKMEM.  Bookkeeping arrays come from mmap so they do not count as heap.
  * RSS is always read right after malloc_trim(0), so the result does not depend
@@ -305,6 +307,74 @@ static void test_resident_first(void)
         free(p[i]);
 }
 
+static size_t slabs_now(void)
+{
+    struct hak_stats st;
+    hak_stats_get(&st);
+    return st.slabs;
+}
+
+/* In a fresh thread (a heap of its own), 8 slabs of 1 KiB blocks (64 per
+ * slab, grouped by their 64 KiB slab page): the first four keep one block
+ * each (sparse), the next three about half.  90 new blocks must come
+ * from the half-full slabs, so that freeing the four kept blocks returns
+ * four slabs to the pool. */
+#define SPARSE_SLABS 8
+#define SPARSE_PER 64
+static void *sparse_thread(void *arg)
+{
+    size_t *released = arg;
+    void *b[SPARSE_SLABS * SPARSE_PER];
+    void *slab_block[SPARSE_SLABS][SPARSE_PER];
+    uintptr_t slab_page[SPARSE_SLABS];
+    int nslab = 0, count[SPARSE_SLABS] = { 0 };
+    for (int i = 0; i < SPARSE_SLABS * SPARSE_PER; i++) {
+        b[i] = malloc(1024);
+        CHECK(b[i] != NULL, "malloc(1024)");
+        uintptr_t page = (uintptr_t)b[i] >> 16;
+        int k = 0;
+        while (k < nslab && slab_page[k] != page)
+            k++;
+        if (k == nslab) {
+            if (nslab == SPARSE_SLABS) {
+                CHECK(0, "1 KiB blocks spread over more than %d slabs", SPARSE_SLABS);
+                return NULL;
+            }
+            slab_page[nslab++] = page;
+        }
+        slab_block[k][count[k]++] = b[i];
+    }
+    for (int k = 0; k < SPARSE_SLABS - 1; k++)
+        for (int j = 1; j < SPARSE_PER; j++)
+            if (k < 4 || j % 2 == 0)
+                free(slab_block[k][j]);
+    void *fresh[90];
+    for (int i = 0; i < 90; i++)
+        fresh[i] = malloc(1024);
+    size_t before = slabs_now();
+    for (int k = 0; k < 4; k++)
+        free(slab_block[k][0]);
+    *released = before - slabs_now();
+    for (int i = 0; i < 90; i++)
+        free(fresh[i]);
+    for (int k = 4; k < SPARSE_SLABS; k++)
+        for (int j = 0; j < SPARSE_PER; j++)
+            if (k == SPARSE_SLABS - 1 || j % 2 == 1 || j == 0)
+                free(slab_block[k][j]);
+    return NULL;
+}
+
+static void test_sparse_slabs_drain(void)
+{
+    size_t released = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, sparse_thread, &released) == 0, "pthread_create");
+    pthread_join(t, NULL);
+    printf("e. sparse slabs drain: %zu of 4 sparse slabs released when their last block was "
+           "freed\n", released);
+    CHECK(released == 4, "%zu of 4 sparse slabs released (a refill took the others)", released);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -313,5 +383,6 @@ int main(void)
     test_thread_churn();
     test_fragmentation();
     test_resident_first();
+    test_sparse_slabs_drain();
     return test_done("test_rss");
 }
