@@ -153,14 +153,15 @@ static inline uint32_t hak_slab_pin(uint8_t list, uint32_t bsize)
 }
 
 typedef struct hak_slab {
-    /* First cache line: the owner's fields (others read owner). */
-    hak_block_t *free;              /* owner: blocks ready to hand out          */
-    uint32_t used;                  /* owner: blocks out + pin (see Counting)    */
-    uint32_t bsize;                 /* block size                                */
+    /* First cache line: read by every free of one of its blocks, by any
+     * thread; written only at transitions (and bump as blocks are carved),
+     * so that other threads' frees do not take the line from the owner. */
+    char *start;                    /* first block (page aligned)                */
     char *bump;                     /* owner: first never-carved block           */
     uint64_t boundary_mul;          /* ceil(2^64 / bsize): see hak_slab_boundary  */
     _Atomic uintptr_t owner;        /* heap record address, 0 = none             */
-    char *start;                    /* first block (page aligned)                */
+    char *end;                      /* end of the last whole block               */
+    uint32_t bsize;                 /* block size                                */
     uint8_t cls;                    /* size class                                */
     uint8_t state;                  /* HAK_SLAB_*; written under the pool lock   */
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
@@ -168,13 +169,15 @@ typedef struct hak_slab {
     uint8_t parked;                 /* on the full list (see the table); read
                                        with hak_slab_parked                      */
     uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
-    /* Second cache line: written by other threads, or rarely. */
-    _Atomic(hak_block_t *) remote __attribute__((aligned(64)));
-    _Atomic int32_t remote_n;       /* blocks counted onto remote: pushers add after
-                                       their push, drains subtract after theirs, so
-                                       remote_n <= |remote| at every moment */
+    /* Second cache line: what the owner writes at every malloc and free,
+     * and the rarely used remote list. */
+    hak_block_t *free __attribute__((aligned(64))); /* owner: blocks ready to hand out */
+    uint32_t used;                  /* owner: blocks out + pin (see Counting)    */
+    _Atomic int32_t remote_n;       /* blocks counted onto remote: raised before
+                                       the push, lowered after a drain, so never
+                                       fewer than the list holds (remote.c)      */
+    _Atomic(hak_block_t *) remote;
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
-    char *end;                      /* end of the last whole block               */
 } __attribute__((aligned(64))) hak_slab_t;
 
 _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
