@@ -65,7 +65,7 @@ $(BUILD)/tests/%: tests/%.cpp include/hakmem.h $(BUILD)/libhakmem.so
 	$(CXX) -std=c++17 -O1 -g -pthread -Iinclude -Wall -Wextra $< -o $@ $(TEST_LINK)
 
 test: tests
-	@HAKMEM_BUILD=$(BUILD) tests/run.sh
+	@HAKTEST_BUILD=$(BUILD) tests/run.sh
 
 # The same suite against the checked library (DEBUG=1, hak_assert on), built
 # with its benchmarks and tests in a directory of its own, so that the release
@@ -81,7 +81,7 @@ test-debug:
 SAN_SRCS  := $(filter-out src/override.c,$(LIB_SRCS))
 SAN_TESTS := test_api test_threads test_remote
 sanitize:
-	@HAKMEM_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
+	@HAKTEST_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
 
 clean:
 	rm -rf $(BUILD) $(DEBUG_BUILD)

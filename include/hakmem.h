@@ -80,6 +80,21 @@ struct hak_stats {
                                    came back                                   */
 };
 HAK_API void   hak_stats_get(struct hak_stats *out);
+
+/* Settings: the HAKMEM_* environment variables, read once at start-up.  A
+ * value outside [min, max] or not a decimal number is reported on stderr and
+ * the default used; a HAKMEM_* name that is no setting is reported too. */
+struct hak_setting {
+    const char *name;       /* "HAKMEM_RETAIN_MS"                              */
+    long value;             /* in effect                                       */
+    long dflt, min, max;
+    const char *meaning;
+};
+/* The i-th setting, i from 0: 0, or -1 (errno EINVAL) past the last. */
+HAK_API int    hak_setting_at(int i, struct hak_setting *out);
+/* The value in effect of the setting called name: 0, or -1 (errno EINVAL)
+ * if there is no such setting. */
+HAK_API int    hak_setting_get(const char *name, long *value);
 /* Writes a human-readable report to the file descriptor (no allocation). */
 HAK_API void   hak_stats_print(int fd);
 

@@ -134,9 +134,9 @@ KNOWN_ISSUES = {
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 # HAKMEM's build directory (library and benchmarks), relative to the repository
-# root: HAKMEM_BUILD as in tests/run.sh, default build (tests/test_bench.sh
+# root: HAKTEST_BUILD as in tests/run.sh, default build (tests/test_bench.sh
 # under make test-debug: build/debug, with --no-build).
-BUILD = os.environ.get("HAKMEM_BUILD") or "build"
+BUILD = os.environ.get("HAKTEST_BUILD") or "build"
 # name, LD_PRELOAD value (None: the C library's own malloc), Debian package
 ALLOCATORS = [
     ("HAKMEM",   BUILD + "/libhakmem.so",               None),

@@ -20,7 +20,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-LIB=${HAKMEM_LIB:-"$ROOT/build/libhakmem.so"}
+LIB=${HAKTEST_LIB:-"$ROOT/build/libhakmem.so"}
 TMO=${REAL_TIMEOUT:-1200}
 ONLY=${REAL_ONLY:-"python3 gcc git redis sqlite3"}
 

@@ -1,30 +1,91 @@
-/* HAKMEM_* settings: read once at initialisation from the table in types.h.
- * getenv does not allocate, so this is safe on the first malloc. */
+/* HAKMEM_* settings: read once at initialisation from the table in types.h,
+ * which is also what hak_setting_at reports.  getenv and environ do not
+ * allocate, so this is safe on the first malloc. */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include "hakmem.h"
 #include "types.h"
+
+extern char **environ;
 
 #define HAK_OPTION_DEFAULT(id, env, dflt, ...) dflt,
 long hak_options[HAK_OPT_COUNT] = { HAK_OPTION_TABLE(HAK_OPTION_DEFAULT) };
 
-typedef struct { const char *env; long dflt, min, max; } option_desc_t;
-#define HAK_OPTION_DESC(id, env, dflt, min, max, meaning) { env, dflt, min, max },
+typedef struct { const char *env; long dflt, min, max; const char *meaning; } option_desc_t;
+#define HAK_OPTION_DESC(id, env, dflt, min, max, meaning) { env, dflt, min, max, meaning },
 static const option_desc_t option_desc[HAK_OPT_COUNT] = { HAK_OPTION_TABLE(HAK_OPTION_DESC) };
 
-/* Decimal digits only, within [min, max]; anything else is rejected. */
+#define NAME_MAX_LEN 40                 /* longer HAKMEM_* names get no suggestion */
+
+/* Decimal digits only, within [min, max]; anything else is rejected.  max is
+ * at most 10^9 (the table), so v never overflows before the test. */
 static bool parse(const char *s, long min, long max, long *out)
 {
     long v = 0;
     if (*s == '\0')
         return false;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (max - (*s - '0')) / 10)
+        if (*s < '0' || *s > '9')
             return false;
         v = v * 10 + (*s - '0');
+        if (v > max)
+            return false;
     }
     if (v < min)
         return false;
     *out = v;
     return true;
+}
+
+/* Edit distance (insertions, deletions, substitutions) between a[0..na) and
+ * b, both at most NAME_MAX_LEN characters. */
+static unsigned distance(const char *a, size_t na, const char *b)
+{
+    size_t nb = strlen(b);
+    unsigned row[NAME_MAX_LEN + 1];
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= na; i++) {
+        unsigned diag = row[0];
+        row[0] = (unsigned)i;
+        for (size_t j = 1; j <= nb; j++) {
+            unsigned up = row[j];
+            unsigned best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+/* A HAKMEM_* variable that names no setting: reported with the closest
+ * setting's name when a slip of up to 2 characters (or a third of the
+ * name) away. */
+static void check_unknown(const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    size_t n = eq ? (size_t)(eq - entry) : strlen(entry);
+    const char *best = NULL;
+    unsigned best_d = ~0u;
+    for (int i = 0; i < HAK_OPT_COUNT; i++) {
+        const char *name = option_desc[i].env;
+        if (strlen(name) == n && memcmp(name, entry, n) == 0)
+            return;
+        if (n <= NAME_MAX_LEN && strlen(name) <= NAME_MAX_LEN) {
+            unsigned d = distance(entry, n, name);
+            if (d < best_d) {
+                best_d = d;
+                best = name;
+            }
+        }
+    }
+    unsigned allow = n / 3 > 2 ? 2 : (unsigned)(n / 3);
+    hak_warn_unknown_option(entry, best_d <= allow ? best : NULL);
 }
 
 void hak_options_init(void)
@@ -41,4 +102,36 @@ void hak_options_init(void)
         else
             hak_warn_option(d->env, v, d->min, d->max, d->dflt);
     }
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, "HAKMEM_", 7) == 0)
+            check_unknown(*e);
+}
+
+int hak_setting_at(int i, struct hak_setting *out)
+{
+    if (i < 0 || i >= HAK_OPT_COUNT) {
+        errno = EINVAL;
+        return -1;
+    }
+    hak_init();
+    const option_desc_t *d = &option_desc[i];
+    out->name = d->env;
+    out->value = hak_options[i];
+    out->dflt = d->dflt;
+    out->min = d->min;
+    out->max = d->max;
+    out->meaning = d->meaning;
+    return 0;
+}
+
+int hak_setting_get(const char *name, long *value)
+{
+    hak_init();
+    for (int i = 0; i < HAK_OPT_COUNT; i++)
+        if (name && strcmp(option_desc[i].env, name) == 0) {
+            *value = hak_options[i];
+            return 0;
+        }
+    errno = EINVAL;
+    return -1;
 }

@@ -109,6 +109,21 @@ void hak_warn_option(const char *env, const char *value, long min, long max, lon
     emit(2, &m);
 }
 
+/* entry is NAME=value from the environment; closest may be NULL. */
+void hak_warn_unknown_option(const char *entry, const char *closest)
+{
+    msg_t m = { .len = 0 };
+    put_str(&m, "HAKMEM: unknown setting ");
+    put_str(&m, entry);
+    if (closest) {
+        put_str(&m, " (did you mean ");
+        put_str(&m, closest);
+        put_str(&m, "?)");
+    }
+    put_str(&m, "; ignored\n");
+    emit(2, &m);
+}
+
 void hak_stats_get(struct hak_stats *out)
 {
     hak_init();

@@ -481,6 +481,7 @@ static inline void hak_stat_add(int which, size_t n)
 }
 HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
 HAK_HIDDEN void hak_warn_option(const char *env, const char *value, long min, long max, long dflt);
+HAK_HIDDEN void hak_warn_unknown_option(const char *entry, const char *closest);
 HAK_HIDDEN __attribute__((noreturn)) void hak_assert_fail(const char *file, int line, const char *expr);
 
 #ifdef HAK_DEBUG

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test program in build/tests and every tests/test_*.sh script.
 # Each one is a test: it passes when it exits 0.  Ends with "N passed, N failed".
-# HAKMEM_BUILD=dir (relative to the repository root, default build) runs the
+# HAKTEST_BUILD=dir (relative to the repository root, default build) runs the
 # suite against another build directory, e.g. build/debug (make test-debug);
 # the test scripts take their library and binaries from the same variable.
 set -u
 cd "$(dirname "$0")/.."
-export HAKMEM_BUILD=${HAKMEM_BUILD:-build}
+export HAKTEST_BUILD=${HAKTEST_BUILD:-build}
 pass=0 fail=0 failed=()
 run_one() {
     local name=$1; shift
@@ -21,14 +21,14 @@ run_one() {
     rm -f "$log"
 }
 nbin=0
-for t in "$HAKMEM_BUILD"/tests/*; do
+for t in "$HAKTEST_BUILD"/tests/*; do
     [ -x "$t" ] || continue
     nbin=$((nbin + 1))
     run_one "$(basename "$t")" "$t"
 done
-if [ $nbin -eq 0 ]; then   # a wrong HAKMEM_BUILD must not pass on the scripts alone
-    fail=$((fail + 1)); failed+=("$HAKMEM_BUILD/tests")
-    echo "FAIL no test programs in $HAKMEM_BUILD/tests (run make tests)"
+if [ $nbin -eq 0 ]; then   # a wrong HAKTEST_BUILD must not pass on the scripts alone
+    fail=$((fail + 1)); failed+=("$HAKTEST_BUILD/tests")
+    echo "FAIL no test programs in $HAKTEST_BUILD/tests (run make tests)"
 fi
 for s in tests/test_*.sh; do
     [ -f "$s" ] || continue

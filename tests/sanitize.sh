@@ -8,7 +8,7 @@
 #   - every other test runs under AddressSanitizer + UBSan, build/san-asan/<test>.
 # Prints PASS/FAIL per test and ends with "N passed, N failed"; exits non-zero
 # on any failure (a missing test source is a failure, not a skip).
-# HAKMEM_BUILD=dir puts san-tsan/ and san-asan/ under dir instead of build.
+# HAKTEST_BUILD=dir puts san-tsan/ and san-asan/ under dir instead of build.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -66,7 +66,7 @@ for t in $TESTS; do
         result FAIL "$name" "no compiler here can build and run with ${flags[*]}"
         continue
     fi
-    out="${HAKMEM_BUILD:-build}/san-$kind"
+    out="${HAKTEST_BUILD:-build}/san-$kind"
     mkdir -p "$out"
     log="$out/$t.log"
     # shellcheck disable=SC2086  # SRCS is a list of paths

@@ -5,14 +5,14 @@
 # both allocators, that the report and the chart were written and that both
 # name every benchmark.  Then scripts/bench_suite.py (make bench-suite) without
 # the suite's folder: see the second part.  Asserts nothing about timing.
-# HAKMEM_BUILD=dir: HAKMEM's build directory (default build; tests/run.sh).
+# HAKTEST_BUILD=dir: HAKMEM's build directory (default build; tests/run.sh).
 # Another directory (build/debug under make test-debug) is used as built, with
 # --no-build: the driver's own `make -s all` builds only the release tree.
 set -u
 cd "$(dirname "$0")/.."
-export HAKMEM_BUILD=${HAKMEM_BUILD:-build}
+export HAKTEST_BUILD=${HAKTEST_BUILD:-build}
 no_build=
-[ "$HAKMEM_BUILD" = build ] || no_build=--no-build
+[ "$HAKTEST_BUILD" = build ] || no_build=--no-build
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -58,7 +58,7 @@ for f in fail:
     print("FAIL " + f)
 if fail:
     sys.exit(1)
-build = os.environ["HAKMEM_BUILD"]
+build = os.environ["HAKTEST_BUILD"]
 print("bench: %d benchmarks ran under HAKMEM%s and glibc; report and chart written"
       % (len(names), "" if build == "build" else " (%s)" % build))
 PY

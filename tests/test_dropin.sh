@@ -2,15 +2,15 @@
 # Drop-in check: real programs run with LD_PRELOAD=build/libhakmem.so and
 # without it must print the same stdout and exit with the same status, and
 # under HAKMEM stderr must be empty (a release build prints nothing, nor does
-# a DEBUG=1 build whose assertions hold).  HAKMEM_BUILD=dir: the build
-# directory (default build; tests/run.sh); HAKMEM_LIB=path: the library itself.
+# a DEBUG=1 build whose assertions hold).  HAKTEST_BUILD=dir: the build
+# directory (default build; tests/run.sh); HAKTEST_LIB=path: the library itself.
 # Ends with "dropin: N/M programs identical"; exits 0 only if all match.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-B=${HAKMEM_BUILD:-build}
+B=${HAKTEST_BUILD:-build}
 case $B in /*) ;; *) B=$ROOT/$B ;; esac
-LIB=${HAKMEM_LIB:-"$B/libhakmem.so"}
+LIB=${HAKTEST_LIB:-"$B/libhakmem.so"}
 PER_PROGRAM_TIMEOUT=${DROPIN_TIMEOUT:-300}
 
 if [ ! -f "$LIB" ]; then

@@ -535,6 +535,43 @@ int main(int argc, char **argv)
     char *bad_retain[] = { env_bad_retain, NULL };
     expect_clean_run("HAKMEM_RETAIN_MS=abc", "valid", bad_retain,
                      "HAKMEM: bad value HAKMEM_RETAIN_MS=abc (expected 0..600000); using 100\n");
+    /* Every setting: a value above its maximum (and, for on/off settings,
+     * each digit above 1, once let through by the parser) is rejected with
+     * one line and the default used. */
+    struct hak_setting st;
+    int nsettings = 0;
+    for (int i = 0; hak_setting_at(i, &st) == 0; i++) {
+        nsettings++;
+        long v;
+        CHECK(st.min <= st.dflt && st.dflt <= st.max, "%s: default %ld outside %ld..%ld", st.name,
+              st.dflt, st.min, st.max);
+        CHECK(hak_setting_get(st.name, &v) == 0 && v == st.value, "hak_setting_get(%s)", st.name);
+        long bad[3] = { st.max + 1, 2, 9 };
+        for (int k = 0; k < (st.max == 1 ? 3 : 1); k++) {
+            char env[96], want[192], label[128];
+            snprintf(env, sizeof env, "%s=%ld", st.name, bad[k]);
+            snprintf(want, sizeof want, "HAKMEM: bad value %s (expected %ld..%ld); using %ld\n", env,
+                     st.min, st.max, st.dflt);
+            snprintf(label, sizeof label, "out of range: %s", env);
+            char *e[] = { env, NULL };
+            expect_clean_run(label, "valid", e, want);
+        }
+    }
+    CHECK(nsettings >= 5, "only %d settings listed", nsettings);
+    errno = 0;
+    CHECK(hak_setting_at(nsettings, &st) == -1 && errno == EINVAL, "hak_setting_at(past the last)");
+    long unused;
+    errno = 0;
+    CHECK(hak_setting_get("HAKMEM_NO_SUCH", &unused) == -1 && errno == EINVAL,
+          "hak_setting_get(unknown name)");
+    /* A misspelt or unknown HAKMEM_* name: one line, with the closest name
+     * when it is a slip away. */
+    char misspelt[] = "HAKMEM_STAT=1", unknown[] = "HAKMEM_FOO=1";
+    char *e_misspelt[] = { misspelt, NULL }, *e_unknown[] = { unknown, NULL };
+    expect_clean_run("HAKMEM_STAT=1", "valid", e_misspelt,
+                     "HAKMEM: unknown setting HAKMEM_STAT=1 (did you mean HAKMEM_STATS?); ignored\n");
+    expect_clean_run("HAKMEM_FOO=1", "valid", e_unknown,
+                     "HAKMEM: unknown setting HAKMEM_FOO=1; ignored\n");
     /* A correct program under HAKMEM_CHECK=1: nothing to report. */
     char *checked[] = { env_check, NULL };
     expect_clean_run("valid program, HAKMEM_CHECK=1", "valid", checked, "");

@@ -3,12 +3,12 @@
 # ASan+UBSan) and replays every input of the committed corpus once, without
 # fuzzing.  Passes only if every input runs cleanly.  A missing clang or
 # libFuzzer runtime is a failure, not a skip.
-# HAKMEM_BUILD=dir: the build directory (default build; tests/run.sh); the
+# HAKTEST_BUILD=dir: the build directory (default build; tests/run.sh); the
 # harness goes to dir/fuzz/ and, when that build is a DEBUG=1 one (its flags
 # stamp has -DHAK_DEBUG=1), is compiled with the assertions on as well.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-B=${HAKMEM_BUILD:-build}
+B=${HAKTEST_BUILD:-build}
 BIN=$B/fuzz/fuzz_alloc
 FUZZ_CFLAGS=
 grep -q -e '-DHAK_DEBUG=1' "$B/.flags" 2>/dev/null && FUZZ_CFLAGS=-DHAK_DEBUG=1

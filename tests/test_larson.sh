@@ -5,11 +5,11 @@
 # and creates thousands of short-lived threads per second, so this covers
 # cross-thread frees and thread exit as well as plain stability.
 # LARSON_LIB=path runs it against another allocator (to check the test).
-# HAKMEM_BUILD=dir: the build directory (default build; tests/run.sh).
+# HAKTEST_BUILD=dir: the build directory (default build; tests/run.sh).
 set -u
 cd "$(dirname "$0")/.."
 
-B=${HAKMEM_BUILD:-build}
+B=${HAKTEST_BUILD:-build}
 lib=${LARSON_LIB:-$B/libhakmem.so}
 bin=$B/bench/larson
 runs=20
