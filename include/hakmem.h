@@ -95,6 +95,10 @@ HAK_API int    hak_setting_at(int i, struct hak_setting *out);
 /* The value in effect of the setting called name: 0, or -1 (errno EINVAL)
  * if there is no such setting. */
 HAK_API int    hak_setting_get(const char *name, long *value);
+/* Changes a setting at run time where that is safe (HAKMEM_RETAIN_MS,
+ * HAKMEM_STATS): 0, or -1 (errno EINVAL) for an unknown or fixed setting or
+ * a value outside its range. */
+HAK_API int    hak_setting_set(const char *name, long value);
 /* Writes a human-readable report to the file descriptor (no allocation). */
 HAK_API void   hak_stats_print(int fd);
 

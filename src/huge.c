@@ -71,7 +71,7 @@ static huge_hdr_t *huge_header(const void *p)
  * `all`); the caller holds hak_huge_lock. */
 static void cache_expire(bool all)
 {
-    uint64_t now = hak_now_ms(), retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    uint64_t now = hak_now_ms(), retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     for (unsigned i = 0; i < cache_n;) {
         if (all || now - cache[i].freed_ms >= retain) {
             map_clear(cache[i].h, cache[i].h + cache[i].map_size);

@@ -116,7 +116,7 @@ int hak_setting_at(int i, struct hak_setting *out)
     hak_init();
     const option_desc_t *d = &option_desc[i];
     out->name = d->env;
-    out->value = hak_options[i];
+    out->value = hak_option(i);
     out->dflt = d->dflt;
     out->min = d->min;
     out->max = d->max;
@@ -124,12 +124,35 @@ int hak_setting_at(int i, struct hak_setting *out)
     return 0;
 }
 
+/* Settings read afresh at every use (with hak_option), so that a change
+ * takes effect at once and safely; the others are fixed at start-up
+ * (HAKMEM_CHECK decides how every heap is set up; the fault settings have
+ * hak_fault_inject). */
+static const bool settable[HAK_OPT_COUNT] = {
+    [HAK_OPT_RETAIN_MS] = true,
+    [HAK_OPT_STATS] = true,
+};
+
+int hak_setting_set(const char *name, long value)
+{
+    hak_init();
+    for (int i = 0; i < HAK_OPT_COUNT; i++)
+        if (name && strcmp(option_desc[i].env, name) == 0) {
+            if (!settable[i] || value < option_desc[i].min || value > option_desc[i].max)
+                break;
+            __atomic_store_n(&hak_options[i], value, __ATOMIC_RELAXED);
+            return 0;
+        }
+    errno = EINVAL;
+    return -1;
+}
+
 int hak_setting_get(const char *name, long *value)
 {
     hak_init();
     for (int i = 0; i < HAK_OPT_COUNT; i++)
         if (name && strcmp(option_desc[i].env, name) == 0) {
-            *value = hak_options[i];
+            *value = hak_option(i);
             return 0;
         }
     errno = EINVAL;

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "hakmem.h"
 #include "fastpath.h"
@@ -44,6 +45,60 @@ EXPORT struct mallinfo2 mallinfo2(void)
     mi.uordblks = st.in_use - st.huge_in_use;
     mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
     return mi;
+}
+
+/* glibc's summary is per arena; HAKMEM's is its own statistics block. */
+EXPORT void malloc_stats(void) { hak_stats_print(2); }
+
+/* HAKMEM's figures in the shape of glibc's XML (one "heap": HAKMEM has no
+ * arenas); options must be 0, as for glibc. */
+EXPORT int malloc_info(int options, FILE *fp)
+{
+    if (options != 0)
+        return EINVAL;
+    struct hak_stats st;
+    hak_stats_get(&st);
+    size_t slab_bytes = st.committed - st.huge_in_use;
+    size_t slab_used = st.in_use - st.huge_in_use;
+    size_t slab_free = slab_bytes > slab_used ? slab_bytes - slab_used : 0;
+    fprintf(fp, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n"
+                "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+                "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+                "<system type=\"current\" size=\"%zu\"/>\n"
+                "<system type=\"max\" size=\"%zu\"/>\n"
+                "<aspace type=\"total\" size=\"%zu\"/>\n"
+                "<aspace type=\"mprotect\" size=\"%zu\"/>\n</heap>\n"
+                "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+                "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+                "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
+                "<system type=\"current\" size=\"%zu\"/>\n"
+                "<system type=\"max\" size=\"%zu\"/>\n"
+                "<aspace type=\"total\" size=\"%zu\"/>\n"
+                "<aspace type=\"mprotect\" size=\"%zu\"/>\n</malloc>\n",
+            st.slabs, slab_free, slab_bytes, slab_bytes, st.mapped, st.mapped,
+            st.slabs, slab_free, st.huge_blocks, st.huge_in_use, st.committed, st.committed,
+            st.mapped, st.mapped);
+    return 0;
+}
+
+/* Only what is true of HAKMEM succeeds (returns 1): M_TRIM_THRESHOLD 0
+ * (return free pages at once: HAKMEM_RETAIN_MS 0), M_MMAP_THRESHOLD at
+ * HAKMEM's fixed Huge threshold, and the arena limits (there are no arenas
+ * to limit: every thread has its own heap, whose pages go back to the
+ * shared pool).  Anything else is not supported and returns 0. */
+EXPORT int mallopt(int param, int value)
+{
+    switch (param) {
+    case M_TRIM_THRESHOLD:
+        return value == 0 && hak_setting_set("HAKMEM_RETAIN_MS", 0) == 0;
+    case M_MMAP_THRESHOLD:
+        return value == HAK_LARGE_MAX;
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+        return value > 0;
+    default:
+        return 0;
+    }
 }
 
 EXPORT struct mallinfo mallinfo(void)

@@ -170,6 +170,6 @@ void hak_stats_print(int fd)
 
 __attribute__((destructor)) static void stats_at_exit(void)
 {
-    if (hak_options[HAK_OPT_STATS])
+    if (hak_option(HAK_OPT_STATS))
         hak_stats_print(2);
 }

@@ -124,7 +124,7 @@ static void ss_purge(hak_superslab_t *ss)
 
 static void purge_old(uint64_t now, bool all)
 {
-    uint64_t retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    uint64_t retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     last_purge_ms = now;
     for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
         if (ss->dirty_pages && (all || now - ss->last_free_ms >= retain))
@@ -147,7 +147,7 @@ static void maybe_purge(void)
     if (dirty_bytes == 0)
         return;
     uint64_t now = hak_now_ms();
-    uint64_t retain = (uint64_t)hak_options[HAK_OPT_RETAIN_MS];
+    uint64_t retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     if (dirty_bytes > DIRTY_MAX)
         purge_old(now, true);
     else if (now - last_purge_ms >= retain / 2)

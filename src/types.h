@@ -466,6 +466,8 @@ HAK_HIDDEN void hak_init(void);
 enum { HAK_OPTION_TABLE(HAK_OPTION_ID) HAK_OPT_COUNT };
 #undef HAK_OPTION_ID
 HAK_HIDDEN extern long hak_options[HAK_OPT_COUNT];
+/* A setting's value; those hak_setting_set may change are read with this. */
+static inline long hak_option(int id) { return __atomic_load_n(&hak_options[id], __ATOMIC_RELAXED); }
 HAK_HIDDEN void hak_options_init(void);
 
 /* ---- statistics and reports (stats.c) --------------------------------------- */

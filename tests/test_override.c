@@ -382,6 +382,73 @@ static void test_libc_internal(void)
     free(rp);
 }
 
+/* Reads what fn writes to fd 2 (stderr), up to cap - 1 bytes. */
+static void capture_stderr(void (*fn)(void), char *buf, size_t cap)
+{
+    FILE *tmp = tmpfile();
+    CHECK(tmp != NULL, "tmpfile");
+    buf[0] = '\0';
+    if (tmp == NULL)
+        return;
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    fn();
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(buf, 1, cap - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+}
+
+/* malloc_stats, malloc_info and mallopt answer with HAKMEM's figures and
+ * settings, not glibc's (whose arenas are empty under HAKMEM). */
+static void test_glibc_extensions(void)
+{
+    char out[4096];
+    void *keep = malloc(100000);
+    capture_stderr(malloc_stats, out, sizeof out);
+    CHECK(strstr(out, "HAKMEM statistics") != NULL && strstr(out, "in-use bytes: ") != NULL,
+          "malloc_stats printed \"%.200s\"", out);
+
+    struct hak_stats st;
+    hak_stats_get(&st);
+    FILE *f = tmpfile();
+    CHECK(f != NULL, "tmpfile");
+    if (f) {
+        CHECK(malloc_info(0, f) == 0, "malloc_info(0)");
+        CHECK(malloc_info(1, f) == EINVAL, "malloc_info(1) is not EINVAL");
+        rewind(f);
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+        CHECK(strncmp(out, "<malloc version=\"1\">", 20) == 0 && strstr(out, "</malloc>\n") != NULL,
+              "malloc_info: not glibc's XML shape: \"%.200s\"", out);
+        const char *cur = strstr(out, "<system type=\"current\" size=\"");
+        size_t current = cur ? strtoul(cur + 30, NULL, 10) : 0;
+        CHECK(current > 0 && current <= st.mapped, "malloc_info: system current %zu (mapped %zu)",
+              current, st.mapped);
+    }
+
+    long retain = -1;
+    CHECK(mallopt(M_ARENA_MAX, 1) == 1 && mallopt(M_ARENA_TEST, 8) == 1, "mallopt(M_ARENA_*)");
+    CHECK(mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024) == 1, "mallopt(M_MMAP_THRESHOLD, 2 MiB)");
+    CHECK(mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 0, "mallopt(M_MMAP_THRESHOLD, 64 KiB) claims success");
+    CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 20) == 0, "mallopt(M_TRIM_THRESHOLD, 1 MiB) claims success");
+    CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1, "mallopt(M_TRIM_THRESHOLD, 0)");
+    CHECK(hak_setting_get("HAKMEM_RETAIN_MS", &retain) == 0 && retain == 0,
+          "M_TRIM_THRESHOLD 0: HAKMEM_RETAIN_MS is %ld", retain);
+    CHECK(mallopt(M_PERTURB, 0x55) == 0 && mallopt(M_MXFAST, 0) == 0 && mallopt(M_TOP_PAD, 0) == 0,
+          "mallopt of an unsupported parameter claims success");
+    CHECK(hak_setting_set("HAKMEM_RETAIN_MS", 100) == 0, "hak_setting_set(HAKMEM_RETAIN_MS, 100)");
+    errno = 0;
+    CHECK(hak_setting_set("HAKMEM_CHECK", 1) == -1 && errno == EINVAL,
+          "hak_setting_set(HAKMEM_CHECK) is fixed at start-up");
+    CHECK(hak_setting_set("HAKMEM_RETAIN_MS", 600001) == -1, "hak_setting_set beyond the range");
+    free(keep);
+}
+
 int main(void)
 {
     test_basic();
@@ -390,5 +457,6 @@ int main(void)
     test_realloc();
     test_mallinfo_trim();
     test_libc_internal();
+    test_glibc_extensions();
     return test_done("test_override");
 }
