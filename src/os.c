@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 #include "hakmem.h"
 #include "types.h"
 
@@ -129,3 +130,15 @@ uint64_t hak_now_ms(void)
 }
 
 void hak_os_yield(void) { sched_yield(); }
+
+/* All of buf to fd, as far as the fd takes it (messages: no stdio). */
+void hak_os_write(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w <= 0)
+            break;
+        buf += w;
+        len -= (size_t)w;
+    }
+}

@@ -1,8 +1,7 @@
 /* Statistics, and every message HAKMEM writes.  Messages are formatted into a
- * stack buffer and written with write(2): stdio may allocate or lock, which
- * an allocator reporting an error must not do. */
+ * stack buffer and written with write(2) (hak_os_write): stdio may allocate
+ * or lock, which an allocator reporting an error must not do. */
 #include <stdlib.h>
-#include <unistd.h>
 #include "hakmem.h"
 #include "types.h"
 
@@ -53,16 +52,7 @@ static void put_ptr(msg_t *m, const void *p)
         m->buf[m->len++] = tmp[--i];
 }
 
-static void emit(int fd, msg_t *m)
-{
-    size_t off = 0;
-    while (off < m->len) {
-        ssize_t w = write(fd, m->buf + off, m->len - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-}
+static void emit(int fd, msg_t *m) { hak_os_write(fd, m->buf, m->len); }
 
 void hak_fatal(const char *call, const char *what, const void *p)
 {

@@ -322,6 +322,7 @@ HAK_HIDDEN void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t a
 HAK_HIDDEN void  hak_os_fault_init(void);
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
+HAK_HIDDEN void  hak_os_write(int fd, const char *buf, size_t len);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
