@@ -131,6 +131,8 @@ uint64_t hak_now_ms(void)
 
 void hak_os_yield(void) { sched_yield(); }
 
+int hak_os_pid(void) { return (int)getpid(); }
+
 /* All of buf to fd, as far as the fd takes it (messages: no stdio). */
 void hak_os_write(int fd, const char *buf, size_t len)
 {

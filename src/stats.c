@@ -147,7 +147,10 @@ void hak_stats_print(int fd)
         { "idle slabs released", st.idle_slabs_released },
     };
     msg_t m = { .len = 0 };
-    put_str(&m, "HAKMEM statistics\n");
+    /* The pid tells apart the blocks of a program and its forked children. */
+    put_str(&m, "HAKMEM statistics (pid ");
+    put_dec(&m, (unsigned long)hak_os_pid());
+    put_str(&m, ")\n");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         put_str(&m, "  ");
         put_str(&m, rows[i].name);

@@ -323,6 +323,7 @@ HAK_HIDDEN void  hak_os_fault_init(void);
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
 HAK_HIDDEN void  hak_os_write(int fd, const char *buf, size_t len);
+HAK_HIDDEN int   hak_os_pid(void);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
