@@ -18,6 +18,11 @@ OPT     := -O2 -g
 endif
 CFLAGS_LIB := $(COMMON) $(OPT)
 
+# The version, from include/hakmem.h (its one home).
+version_part = $(shell sed -n 's/^\#define HAKMEM_VERSION_$(1) \([0-9]*\)$$/\1/p' include/hakmem.h)
+MAJOR   := $(call version_part,MAJOR)
+VERSION := $(MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+
 LIB_SRCS := $(wildcard src/*.c)
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 HDRS     := $(wildcard src/*.h) include/hakmem.h
@@ -44,7 +49,8 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) $(FLAGS_STAMP)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
 $(BUILD)/libhakmem.so: $(LIB_OBJS)
-	$(CC) -shared -pthread -Wl,-z,now -o $@ $(LIB_OBJS)
+	$(CC) -shared -pthread -Wl,-z,now -Wl,-soname,libhakmem.so.$(MAJOR) -o $@ $(LIB_OBJS)
+	ln -sf libhakmem.so $(BUILD)/libhakmem.so.$(MAJOR)   # what programs linked here load
 
 $(BUILD)/libhakmem.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $(LIB_OBJS)
@@ -65,7 +71,7 @@ $(BUILD)/tests/%: tests/%.cpp include/hakmem.h $(BUILD)/libhakmem.so
 	$(CXX) -std=c++17 -O1 -g -pthread -Iinclude -Wall -Wextra $< -o $@ $(TEST_LINK)
 
 test: tests
-	@HAKTEST_BUILD=$(BUILD) tests/run.sh
+	@HAKTEST_BUILD=$(BUILD) HAKTEST_DEBUG=$(DEBUG) tests/run.sh
 
 # The same suite against the checked library (DEBUG=1, hak_assert on), built
 # with its benchmarks and tests in a directory of its own, so that the release
@@ -138,3 +144,58 @@ stress:
 .PHONY: soak
 soak:
 	@scripts/soak.sh
+
+# Install like a system library: PREFIX (default /usr/local) and DESTDIR.
+# The shared library as libhakmem.so.VERSION with the SONAME libhakmem.so.MAJOR
+# and the usual links, the static library, the header, hakmem.pc for
+# pkg-config, a CMake package (find_package(hakmem): targets hakmem::hakmem
+# and hakmem::hakmem_static) and the licence.  tests/test_install.sh checks it.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR     ?= $(PREFIX)/share/doc/hakmem
+.PHONY: install uninstall
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/hakmem \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR)
+	install -m 755 $(BUILD)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION)
+	ln -sf libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR)
+	ln -sf libhakmem.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libhakmem.so
+	install -m 644 $(BUILD)/libhakmem.a $(DESTDIR)$(LIBDIR)/libhakmem.a
+	install -m 644 include/hakmem.h $(DESTDIR)$(INCLUDEDIR)/hakmem.h
+	install -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	    'Name: hakmem' 'Description: HAKMEM general-purpose memory allocator' \
+	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lhakmem' \
+	    'Libs.private: -pthread' > $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem.pc
+	printf '%s\n' \
+	    '# HAKMEM $(VERSION): hakmem::hakmem (shared), hakmem::hakmem_static.' \
+	    'get_filename_component(_hak_prefix "$${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)' \
+	    'find_package(Threads REQUIRED)' \
+	    'if(NOT TARGET hakmem::hakmem)' \
+	    '  add_library(hakmem::hakmem SHARED IMPORTED)' \
+	    '  set_target_properties(hakmem::hakmem PROPERTIES' \
+	    '    IMPORTED_LOCATION "$${_hak_prefix}/lib/libhakmem.so.$(VERSION)"' \
+	    '    IMPORTED_SONAME "libhakmem.so.$(MAJOR)"' \
+	    '    INTERFACE_INCLUDE_DIRECTORIES "$${_hak_prefix}/include")' \
+	    '  add_library(hakmem::hakmem_static STATIC IMPORTED)' \
+	    '  set_target_properties(hakmem::hakmem_static PROPERTIES' \
+	    '    IMPORTED_LOCATION "$${_hak_prefix}/lib/libhakmem.a"' \
+	    '    INTERFACE_INCLUDE_DIRECTORIES "$${_hak_prefix}/include"' \
+	    '    INTERFACE_LINK_LIBRARIES Threads::Threads)' \
+	    'endif()' > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmem-config.cmake
+	printf '%s\n' 'set(PACKAGE_VERSION "$(VERSION)")' \
+	    'if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION OR' \
+	    '   NOT PACKAGE_FIND_VERSION_MAJOR STREQUAL "$(MAJOR)" AND DEFINED PACKAGE_FIND_VERSION_MAJOR)' \
+	    '  set(PACKAGE_VERSION_COMPATIBLE FALSE)' 'else()' \
+	    '  set(PACKAGE_VERSION_COMPATIBLE TRUE)' \
+	    '  if(PACKAGE_FIND_VERSION STREQUAL PACKAGE_VERSION)' \
+	    '    set(PACKAGE_VERSION_EXACT TRUE)' '  endif()' 'endif()' \
+	    > $(DESTDIR)$(LIBDIR)/cmake/hakmem/hakmem-config-version.cmake
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.a \
+	    $(DESTDIR)$(INCLUDEDIR)/hakmem.h $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem.pc \
+	    $(DESTDIR)$(DOCDIR)/LICENSE
+	rm -rf $(DESTDIR)$(LIBDIR)/cmake/hakmem

@@ -25,6 +25,17 @@
 extern "C" {
 #endif
 
+/* The version: the one place it is written (the Makefile reads it from here
+ * for the library's SONAME, libhakmem.so.MAJOR, and the pkg-config and CMake
+ * files). */
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 9
+#define HAKMEM_VERSION_PATCH 0
+#define HAKMEM_VERSION_STR_(x) #x
+#define HAKMEM_VERSION_STR(x) HAKMEM_VERSION_STR_(x)
+#define HAKMEM_VERSION HAKMEM_VERSION_STR(HAKMEM_VERSION_MAJOR) "." \
+    HAKMEM_VERSION_STR(HAKMEM_VERSION_MINOR) "." HAKMEM_VERSION_STR(HAKMEM_VERSION_PATCH)
+
 #if defined(__GNUC__)
 #define HAK_API __attribute__((visibility("default")))
 #else
@@ -101,6 +112,10 @@ HAK_API int    hak_setting_get(const char *name, long *value);
 HAK_API int    hak_setting_set(const char *name, long value);
 /* Writes a human-readable report to the file descriptor (no allocation). */
 HAK_API void   hak_stats_print(int fd);
+
+/* The version of the library in use (HAKMEM_VERSION of the header it was
+ * built with), for a program to compare with the header it was built with. */
+HAK_API const char *hak_version(void);
 
 #ifdef __cplusplus
 }

@@ -189,6 +189,8 @@ int hak_trim(size_t pad)
     return hak_pool_trim() | released;
 }
 
+const char *hak_version(void) { return HAKMEM_VERSION; }
+
 int hak_owns(const void *p)
 {
     switch (hak_region_of((uintptr_t)p)) {
