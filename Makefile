@@ -40,7 +40,7 @@ TEST_BINS  := $(TEST_C:tests/%.c=$(BUILD)/tests/%) $(TEST_CXX:tests/%.cpp=$(BUIL
 TEST_LINK  := -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -pthread
 
 .PHONY: all lib benches tests test test-debug sanitize clean
-all: lib benches
+all: lib benches $(BUILD)/hakmem
 
 lib: $(BUILD)/libhakmem.so $(BUILD)/libhakmem.a
 
@@ -54,6 +54,12 @@ $(BUILD)/libhakmem.so: $(LIB_OBJS)
 
 $(BUILD)/libhakmem.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $(LIB_OBJS)
+
+# The hakmem command (tools/hakmem.c): runs a program under the library next
+# to it, or else the one installed in LIBDIR.
+$(BUILD)/hakmem: tools/hakmem.c include/hakmem.h $(BUILD)/libhakmem.so
+	$(CC) -std=gnu11 -O2 -g -Iinclude $(WARN) -DHAKMEM_LIBDIR='"$(LIBDIR)"' $< -o $@ \
+	    -L$(BUILD) -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' -lhakmem -pthread
 
 # Benchmarks use only the standard malloc API: the same binary runs under any
 # allocator through LD_PRELOAD.
@@ -155,14 +161,15 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DOCDIR     ?= $(PREFIX)/share/doc/hakmem
 .PHONY: install uninstall
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/hakmem \
+install: lib $(BUILD)/hakmem
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/hakmem \
 	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR)
 	install -m 755 $(BUILD)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION)
 	ln -sf libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR)
 	ln -sf libhakmem.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libhakmem.so
 	install -m 644 $(BUILD)/libhakmem.a $(DESTDIR)$(LIBDIR)/libhakmem.a
 	install -m 644 include/hakmem.h $(DESTDIR)$(INCLUDEDIR)/hakmem.h
+	install -m 755 $(BUILD)/hakmem $(DESTDIR)$(PREFIX)/bin/hakmem
 	install -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
 	    'Name: hakmem' 'Description: HAKMEM general-purpose memory allocator' \
@@ -197,5 +204,5 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.a \
 	    $(DESTDIR)$(INCLUDEDIR)/hakmem.h $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem.pc \
-	    $(DESTDIR)$(DOCDIR)/LICENSE
+	    $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(PREFIX)/bin/hakmem
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/hakmem

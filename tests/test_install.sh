@@ -25,6 +25,13 @@ for f in include/hakmem.h lib/libhakmem.a lib/libhakmem.so lib/libhakmem.so.$maj
          lib/cmake/hakmem/hakmem-config-version.cmake share/doc/hakmem/LICENSE; do
     [ -e "$root/usr/$f" ] || bad "not installed: /usr/$f"
 done
+hk=$root/usr/bin/hakmem
+if [ -x "$hk" ]; then
+    pre=$("$hk" sh -c 'echo "$LD_PRELOAD"' 2>&1)
+    [ "$pre" = "$root/usr/bin/../lib/libhakmem.so.$major" ] || bad "installed hakmem preloads '$pre'"
+else
+    bad "not installed: /usr/bin/hakmem"
+fi
 soname=$(readelf -d "$lib/libhakmem.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 [ "$soname" = "libhakmem.so.$major" ] || bad "SONAME is '$soname', expected libhakmem.so.$major"
 
