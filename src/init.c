@@ -55,6 +55,7 @@ static void init_slow(void)
     if (atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
         atomic_store(&init_thread, (void *)&init_marker);
         hak_options_init();
+        hak_stats_init();
         hak_check_mode = hak_options[HAK_OPT_CHECK] != 0;
         hak_os_fault_init();
         const void *rnd = (const void *)getauxval(AT_RANDOM);  /* 16 bytes, unaligned */

@@ -2,6 +2,7 @@
  * the fault injection that tests use to make mapping fail. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -132,6 +133,9 @@ uint64_t hak_now_ms(void)
 void hak_os_yield(void) { sched_yield(); }
 
 int hak_os_pid(void) { return (int)getpid(); }
+
+/* A private copy of fd (close-on-exec, numbered 100 or above), or -1. */
+int hak_os_dup(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
 
 /* All of buf to fd, as far as the fd takes it (messages: no stdio). */
 void hak_os_write(int fd, const char *buf, size_t len)

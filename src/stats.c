@@ -161,8 +161,22 @@ void hak_stats_print(int fd)
     emit(fd, &m);
 }
 
+/* Where the statistics go at exit: a copy of stderr taken at start-up, so
+ * that they still arrive when the program closes stderr before it exits (as
+ * the coreutils do); stderr itself when they were asked for later. */
+static int stats_fd = 2;
+
+void hak_stats_init(void)
+{
+    if (hak_option(HAK_OPT_STATS)) {
+        int fd = hak_os_dup(2);
+        if (fd >= 0)
+            stats_fd = fd;
+    }
+}
+
 __attribute__((destructor)) static void stats_at_exit(void)
 {
     if (hak_option(HAK_OPT_STATS))
-        hak_stats_print(2);
+        hak_stats_print(stats_fd);
 }

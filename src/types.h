@@ -324,6 +324,7 @@ HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
 HAK_HIDDEN void  hak_os_write(int fd, const char *buf, size_t len);
 HAK_HIDDEN int   hak_os_pid(void);
+HAK_HIDDEN int   hak_os_dup(int fd);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
@@ -471,6 +472,7 @@ HAK_HIDDEN extern long hak_options[HAK_OPT_COUNT];
 /* A setting's value; those hak_setting_set may change are read with this. */
 static inline long hak_option(int id) { return __atomic_load_n(&hak_options[id], __ATOMIC_RELAXED); }
 HAK_HIDDEN void hak_options_init(void);
+HAK_HIDDEN void hak_stats_init(void);
 
 /* ---- statistics and reports (stats.c) --------------------------------------- */
 enum {
