@@ -155,15 +155,17 @@ soak:
 # The shared library as libhakmem.so.VERSION with the SONAME libhakmem.so.MAJOR
 # and the usual links, the static library, the header, hakmem.pc for
 # pkg-config, a CMake package (find_package(hakmem): targets hakmem::hakmem
-# and hakmem::hakmem_static) and the licence.  tests/test_install.sh checks it.
+# and hakmem::hakmem_static), the hakmem command, the man pages and the
+# licence.  tests/test_install.sh checks it, and uninstall.
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DOCDIR     ?= $(PREFIX)/share/doc/hakmem
+MANDIR     ?= $(PREFIX)/share/man
 .PHONY: install uninstall
 install: lib $(BUILD)/hakmem
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/hakmem \
-	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR)
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 755 $(BUILD)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION)
 	ln -sf libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR)
 	ln -sf libhakmem.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libhakmem.so
@@ -171,6 +173,8 @@ install: lib $(BUILD)/hakmem
 	install -m 644 include/hakmem.h $(DESTDIR)$(INCLUDEDIR)/hakmem.h
 	install -m 755 $(BUILD)/hakmem $(DESTDIR)$(PREFIX)/bin/hakmem
 	install -m 644 LICENSE $(DESTDIR)$(DOCDIR)/LICENSE
+	install -m 644 docs/man/hakmem.1 $(DESTDIR)$(MANDIR)/man1/hakmem.1
+	install -m 644 docs/man/hakmem.3 $(DESTDIR)$(MANDIR)/man3/hakmem.3
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
 	    'Name: hakmem' 'Description: HAKMEM general-purpose memory allocator' \
 	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lhakmem' \
@@ -204,5 +208,6 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libhakmem.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhakmem.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libhakmem.so $(DESTDIR)$(LIBDIR)/libhakmem.a \
 	    $(DESTDIR)$(INCLUDEDIR)/hakmem.h $(DESTDIR)$(LIBDIR)/pkgconfig/hakmem.pc \
-	    $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(PREFIX)/bin/hakmem
+	    $(DESTDIR)$(DOCDIR)/LICENSE $(DESTDIR)$(PREFIX)/bin/hakmem \
+	    $(DESTDIR)$(MANDIR)/man1/hakmem.1 $(DESTDIR)$(MANDIR)/man3/hakmem.3
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/hakmem

@@ -17,5 +17,28 @@ done <<<"$table"
 for env in $(grep -o '^| `HAKMEM_[A-Z_]*`' README.md | tr -d '|` '); do
     grep -q "\"$env\"" src/types.h || { echo "README documents $env, which the code does not have"; fail=1; }
 done
-echo "docs: $n settings checked against README.md"
+# The man pages list the same settings, each with its default and range,
+# and carry the header's version.
+version=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/hakmem.h | paste -sd.)
+for man in docs/man/hakmem.1 docs/man/hakmem.3; do
+    grep -q "^\.TH HAKMEM [13] \"[0-9-]*\" \"HAKMEM $version\"" "$man" || { echo "$man: not version $version"; fail=1; }
+    while read -r env dflt min max; do
+        if ! grep -A1 "^\.B $env\$" "$man" | grep -q "(default $dflt, $min\.\.$max)\$"; then
+            echo "$man lacks or misstates: $env default $dflt range $min..$max"; fail=1
+        fi
+    done <<<"$table"
+    for env in $(sed -n '/^\.SH SETTINGS/,/^\.SH [A-Z ]*$/p' "$man" | grep -o '^\.B HAKMEM_[A-Z_]*$' | sed 's/^\.B //'); do
+        grep -q "\"$env\"" src/types.h || { echo "$man documents $env, which the code does not have"; fail=1; }
+    done
+done
+# The size-class counts README's tier table quotes.
+tiers=$(sed -n 's/^ *{ *\([0-9]*\), *[0-9]*},$/\1/p' src/sizeclass.c |
+        awk '{ if ($1 <= 1024) t++; else if ($1 <= 65536) m++; else l++ } END { print t+0, m+0, l+0 }')
+read -r tiny mid large <<<"$tiers"
+grep -q "^| Tiny  | .* | $tiny size classes " README.md || { echo "README: Tiny is not $tiny classes"; fail=1; }
+grep -q "^| Mid   | .* | $mid classes" README.md || { echo "README: Mid is not $mid classes"; fail=1; }
+grep -q "^| Large | .* | $large classes" README.md || { echo "README: Large is not $large classes"; fail=1; }
+[ "$tiny" -gt 0 ] || { echo "could not read src/sizeclass.c"; fail=1; }
+[ $fail -eq 0 ] || exit 1
+echo "docs: $n settings checked against README.md and both man pages; size classes $tiny/$mid/$large"
 exit $fail

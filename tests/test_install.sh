@@ -22,7 +22,8 @@ lib=$root/usr/lib
 major=$(sed -n 's/^#define HAKMEM_VERSION_MAJOR \([0-9]*\)$/\1/p' include/hakmem.h)
 for f in include/hakmem.h lib/libhakmem.a lib/libhakmem.so lib/libhakmem.so.$major \
          lib/pkgconfig/hakmem.pc lib/cmake/hakmem/hakmem-config.cmake \
-         lib/cmake/hakmem/hakmem-config-version.cmake share/doc/hakmem/LICENSE; do
+         lib/cmake/hakmem/hakmem-config-version.cmake share/doc/hakmem/LICENSE \
+         share/man/man1/hakmem.1 share/man/man3/hakmem.3 bin/hakmem; do
     [ -e "$root/usr/$f" ] || bad "not installed: /usr/$f"
 done
 hk=$root/usr/bin/hakmem
@@ -87,5 +88,8 @@ if cmake -S "$tmp/cm" -B "$tmp/cm/b" -DCMAKE_PREFIX_PATH="$root/usr" >"$tmp/cmak
 else
     tail -n 20 "$tmp/cmake.log"; bad "CMake: find_package(hakmem) or the build failed"
 fi
+make -s uninstall BUILD="$B" DEBUG="${HAKTEST_DEBUG:-0}" PREFIX=/usr DESTDIR="$root" >/dev/null 2>&1
+left=$(find "$root" -type f -o -type l)
+[ -z "$left" ] || bad "make uninstall left: $left"
 [ $fail -eq 0 ] || exit 1
 echo "install: DESTDIR install, SONAME libhakmem.so.$major; pkg-config and CMake, shared and static: ok"
