@@ -68,7 +68,7 @@ $(BUILD)/bench/%: bench/%.c bench/common.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -pthread $(WARN) $< -o $@ -lm
 
-tests: lib benches $(TEST_BINS)
+tests: lib benches $(BUILD)/hakmem $(TEST_BINS)
 $(BUILD)/tests/%: tests/%.c tests/testutil.h include/hakmem.h $(BUILD)/libhakmem.so
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O1 -g -pthread -Iinclude $(WARN) $< -o $@ $(TEST_LINK)
