@@ -38,6 +38,15 @@ static bool parse(const char *s, long min, long max, long *out)
     return true;
 }
 
+/* The index of the setting called name[0..n), or -1. */
+static int setting_index(const char *name, size_t n)
+{
+    for (int i = 0; i < HAK_OPT_COUNT; i++)
+        if (strlen(option_desc[i].env) == n && memcmp(option_desc[i].env, name, n) == 0)
+            return i;
+    return -1;
+}
+
 /* Edit distance (insertions, deletions, substitutions) between a[0..na) and
  * b, both at most NAME_MAX_LEN characters. */
 static unsigned distance(const char *a, size_t na, const char *b)
@@ -70,12 +79,12 @@ static void check_unknown(const char *entry)
 {
     const char *eq = strchr(entry, '=');
     size_t n = eq ? (size_t)(eq - entry) : strlen(entry);
+    if (setting_index(entry, n) >= 0)
+        return;
     const char *best = NULL;
     unsigned best_d = ~0u;
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
         const char *name = option_desc[i].env;
-        if (strlen(name) == n && memcmp(name, entry, n) == 0)
-            return;
         if (n <= NAME_MAX_LEN && strlen(name) <= NAME_MAX_LEN) {
             unsigned d = distance(entry, n, name);
             if (d < best_d) {
@@ -136,25 +145,23 @@ static const bool settable[HAK_OPT_COUNT] = {
 int hak_setting_set(const char *name, long value)
 {
     hak_init();
-    for (int i = 0; i < HAK_OPT_COUNT; i++)
-        if (name && strcmp(option_desc[i].env, name) == 0) {
-            if (!settable[i] || value < option_desc[i].min || value > option_desc[i].max)
-                break;
-            __atomic_store_n(&hak_options[i], value, __ATOMIC_RELAXED);
-            return 0;
-        }
-    errno = EINVAL;
-    return -1;
+    int i = name ? setting_index(name, strlen(name)) : -1;
+    if (i < 0 || !settable[i] || value < option_desc[i].min || value > option_desc[i].max) {
+        errno = EINVAL;
+        return -1;
+    }
+    __atomic_store_n(&hak_options[i], value, __ATOMIC_RELAXED);
+    return 0;
 }
 
 int hak_setting_get(const char *name, long *value)
 {
     hak_init();
-    for (int i = 0; i < HAK_OPT_COUNT; i++)
-        if (name && strcmp(option_desc[i].env, name) == 0) {
-            *value = hak_option(i);
-            return 0;
-        }
-    errno = EINVAL;
-    return -1;
+    int i = name ? setting_index(name, strlen(name)) : -1;
+    if (i < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    *value = hak_option(i);
+    return 0;
 }

@@ -166,8 +166,8 @@ typedef struct hak_slab {
     uint8_t state;                  /* HAK_SLAB_*; written under the pool lock   */
     uint8_t list;                   /* HAK_LIST_*: which list holds the slab     */
     uint8_t npages;                 /* pages spanned                             */
-    uint8_t parked;                 /* on the full list (see the table); read
-                                       with hak_slab_parked                      */
+    uint8_t parked;                 /* on the full list (see the table); other
+                                       threads read it with hak_slab_parked      */
     uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
     /* Second cache line: what the owner writes at every malloc and free,
      * and the rarely used remote list. */
@@ -231,8 +231,9 @@ static inline void hak_lock(hak_lock_t *l)
 static inline void hak_unlock(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
 static inline void hak_lock_reset(hak_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_relaxed); }
 
-/* parked is read without a lock by the owner's free (before it writes the
- * slab) and written under the owner's heap lock (see Ownership). */
+/* parked is written under the owner's heap lock (see Ownership); other
+ * threads read it with this.  The owner's free reads it plainly before it
+ * writes the slab (fastpath.h says why that is no race). */
 static inline bool hak_slab_parked(const hak_slab_t *s)
 {
     return __atomic_load_n(&s->parked, __ATOMIC_RELAXED);
