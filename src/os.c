@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "hakmem.h"
@@ -131,6 +133,17 @@ uint64_t hak_now_ms(void)
 }
 
 void hak_os_yield(void) { sched_yield(); }
+
+/* Sleeps while *word == value (or until woken; callers recheck). */
+void hak_os_wait(_Atomic int *word, int value)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+}
+
+void hak_os_wake(_Atomic int *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 int hak_os_pid(void) { return (int)getpid(); }
 

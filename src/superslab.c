@@ -34,18 +34,24 @@ static size_t arena_bytes;                /* address space reserved           */
 static size_t dirty_bytes;                /* free pages not yet purged        */
 static uint64_t last_purge_ms;
 
+#define LOCK_SPINS 256   /* pauses before sleeping: a few microseconds */
+
 void hak_lock_slow(hak_lock_t *l)
 {
-    for (unsigned spins = 0;; spins++) {
-        if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
-            !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+    for (unsigned spins = 0; spins < LOCK_SPINS; spins++) {
+        int free_ = 0;
+        if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->held, &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
             return;
-        if (spins < 64)
-            __builtin_ia32_pause();
-        else
-            hak_os_yield();
+        __builtin_ia32_pause();
     }
+    /* Taken with 2 from here on: we cannot know whether others sleep. */
+    while (atomic_exchange_explicit(&l->held, 2, memory_order_acquire) != 0)
+        hak_os_wait(&l->held, 2);
 }
+
+void hak_lock_wake(hak_lock_t *l) { hak_os_wake(&l->held); }
 
 static inline uint64_t run_mask(unsigned first, unsigned n)
 {
