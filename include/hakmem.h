@@ -92,6 +92,33 @@ struct hak_stats {
 };
 HAK_API void   hak_stats_get(struct hak_stats *out);
 
+/* Highest figures since the process started (in a fork child: inherited),
+ * raised on the slow paths that change them. */
+struct hak_peaks {
+    size_t mapped;          /* bytes of address space held                     */
+    size_t committed;       /* bytes that may be resident: SuperSlab pages in
+                               slabs or not yet purged, and Huge blocks        */
+    size_t in_slabs;        /* bytes of slabs holding Tiny, Mid and Large
+                               blocks: a bound on their bytes in use, whose own
+                               peak is not kept (a counter on every malloc and
+                               free would cost the fast path)                  */
+    size_t huge_in_use;     /* bytes in live Huge blocks                       */
+};
+HAK_API void   hak_stats_peaks(struct hak_peaks *out);
+
+/* One size class, gathered at the call (a snapshot while other threads go
+ * on).  Classes are numbered from 0: Tiny, then Mid, then Large. */
+struct hak_class_stats {
+    size_t block_size;
+    size_t blocks_in_use;   /* handed out, or freed by another thread and not
+                               yet back in their slab                           */
+    size_t blocks_total;    /* blocks the class's slabs hold                   */
+    size_t slabs;
+    size_t slab_bytes;      /* bytes of those slabs                            */
+};
+/* 0, or -1 (errno EINVAL) for a class past the last. */
+HAK_API int    hak_stats_class(int cls, struct hak_class_stats *out);
+
 /* Settings: the HAKMEM_* environment variables, read once at start-up.  A
  * value outside [min, max] or not a decimal number is reported on stderr and
  * the default used; a HAKMEM_* name that is no setting is reported too. */
@@ -110,8 +137,12 @@ HAK_API int    hak_setting_get(const char *name, long *value);
  * HAKMEM_STATS): 0, or -1 (errno EINVAL) for an unknown or fixed setting or
  * a value outside its range. */
 HAK_API int    hak_setting_set(const char *name, long value);
-/* Writes a human-readable report to the file descriptor (no allocation). */
+/* Writes a human-readable report to the file descriptor (no allocation):
+ * the figures above, per tier, per class in use and per thread heap (the
+ * heaps with the most slab bytes first). */
 HAK_API void   hak_stats_print(int fd);
+/* The same as one line of JSON (HAKMEM_STATS=2 writes it at exit). */
+HAK_API void   hak_stats_print_json(int fd);
 
 /* The version of the library in use (HAKMEM_VERSION of the header it was
  * built with), for a program to compare with the header it was built with. */

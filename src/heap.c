@@ -119,6 +119,7 @@ void hak_slab_drain(hak_slab_t *s)
         n++;
     }
     atomic_fetch_sub_explicit(&s->remote_n, (int32_t)n, memory_order_relaxed);
+    hak_stat_count(HAK_STAT_REMOTE_DRAINS);
     tail->next = s->free;
     s->free = list;
     hak_assert(s->used >= n);
@@ -297,7 +298,7 @@ void hak_heap_thread_exit(void *arg)
         for (hak_slab_t *s; (s = full_take(t, c, NULL)) != NULL;)
             slab_retire(t, s);
     }
-    hak_remote_thread_exit();
+    hak_stat_flush_thread();
     hak_stat_add(HAK_STAT_THREADS_EXITED, 1);
     t->id = HAK_HEAP_ID_NONE;
     t->rec = NULL;

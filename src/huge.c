@@ -38,6 +38,15 @@ typedef struct {
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
+/* Bytes in live Huge blocks change by d (mod 2^64): the figure and its peaks. */
+static void huge_bytes_changed(size_t d)
+{
+    size_t now = atomic_fetch_add_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], d,
+                                           memory_order_relaxed) + d;
+    hak_stat_raise(HAK_STAT_PEAK_HUGE, now);
+    hak_stat_note_committed();
+}
+
 static void map_mark(char *h, size_t map_size, char *user)
 {
     for (char *c = h; c < h + map_size; c += HAK_SS_SIZE)
@@ -169,7 +178,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
     map_mark(h, map_size, hdr->user);
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, 1);
-    hak_stat_add(HAK_STAT_HUGE_BYTES, hdr->usable);
+    huge_bytes_changed(hdr->usable);
     return hdr->user;
 }
 
@@ -180,7 +189,7 @@ void hak_huge_free(void *p, const char *call)
         hak_fatal(call, "invalid pointer", p);
     size_t map_size = h->map_size;
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, (size_t)-1);
-    hak_stat_add(HAK_STAT_HUGE_BYTES, (size_t)0 - h->usable);
+    huge_bytes_changed((size_t)0 - h->usable);
     h->magic = 0;                   /* now no pointer names this header */
     if (h->align <= 64 && cache_put((char *)h, map_size))
         return;
@@ -235,7 +244,7 @@ void *hak_huge_realloc(void *p, size_t n)
         hak_os_unmap((char *)h + need, h->map_size - need);
         h->map_size = need;
     }
-    hak_stat_add(HAK_STAT_HUGE_BYTES, usable - h->usable);
+    huge_bytes_changed(usable - h->usable);
     h->usable = usable;
     return h->user;
 }

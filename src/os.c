@@ -42,7 +42,7 @@ static bool fault(size_t size)
     return budget && atomic_load(&mapped_bytes) + size > budget;
 }
 
-void *hak_os_map(size_t size, bool reserve_only)
+static void *map_raw(size_t size, bool reserve_only)
 {
     /* Reservations (arenas of SuperSlabs) are NORESERVE: pages are committed
      * when touched, and purged pages stop counting again. */
@@ -57,6 +57,18 @@ void *hak_os_map(size_t size, bool reserve_only)
     hak_stat_add(HAK_STAT_OS_MAPS, 1);
     return p;
 }
+
+/* The peak of address space held, raised once a mapping has its final size. */
+static void *raise_mapped_peak(void *p)
+{
+    if (p)
+        hak_stat_raise(HAK_STAT_PEAK_MAPPED, atomic_load_explicit(&mapped_bytes, memory_order_relaxed));
+    return p;
+}
+
+void *hak_os_map(size_t size, bool reserve_only) { return raise_mapped_peak(map_raw(size, reserve_only)); }
+
+size_t hak_os_mapped(void) { return atomic_load_explicit(&mapped_bytes, memory_order_relaxed); }
 
 void hak_os_unmap(void *p, size_t size)
 {
@@ -81,7 +93,10 @@ bool hak_os_grow(void *p, size_t old_size, size_t new_size)
 {
     if (fault(new_size - old_size) || mremap(p, old_size, new_size, 0) == MAP_FAILED)
         return false;
-    atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size, memory_order_relaxed);
+    size_t now = atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size,
+                                           memory_order_relaxed) + new_size - old_size;
+    hak_stat_raise(HAK_STAT_PEAK_MAPPED, now);
+    hak_stat_add(HAK_STAT_OS_REMAPS, 1);
     return true;
 }
 
@@ -99,6 +114,7 @@ void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t align, size_
     }
     /* The reservation at `to` was replaced; the old range is gone. */
     atomic_fetch_sub_explicit(&mapped_bytes, old_size, memory_order_relaxed);
+    hak_stat_add(HAK_STAT_OS_REMAPS, 1);
     return to;
 }
 
@@ -112,7 +128,7 @@ void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_
         errno = ENOMEM;
         return NULL;
     }
-    char *raw = hak_os_map(size + a, reserve_only);
+    char *raw = map_raw(size + a, reserve_only);
     if (raw == NULL)
         return NULL;
     uintptr_t r = (uintptr_t)raw;
@@ -122,7 +138,7 @@ void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_
     size_t tail = (r + size + a) - (p + size);
     if (tail)
         hak_os_unmap((char *)p + size, tail);
-    return (void *)p;
+    return raise_mapped_peak((void *)p);
 }
 
 uint64_t hak_now_ms(void)

@@ -32,9 +32,6 @@
 
 hak_lock_t hak_own_lock;                /* abandoned lists; owner 0 -> heap */
 static hak_slab_t *abandoned[HAK_NCLASS];
-static _Atomic size_t remote_frees_counted; /* flushed by threads every 256 */
-static __thread uint64_t tls_remote_frees     /* this thread's, flushed in 256s */
-    __attribute__((tls_model("initial-exec")));
 
 static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const char *call);
 
@@ -259,6 +256,7 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
         tail->next = old;
     } while (!atomic_compare_exchange_weak_explicit(&r->inbox, &old, head, memory_order_release,
                                                     memory_order_relaxed));
+    hak_stat_count(HAK_STAT_REMOTE_BATCHES);
 }
 
 /* A batch being sorted: the blocks of one owner, and the run of blocks of
@@ -442,8 +440,7 @@ void hak_remote_trim(hak_tls_t *t)
 /* Block b of slab s, owned by the live heap o, freed by t. */
 static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t o)
 {
-    if ((++tls_remote_frees & 255) == 0)   /* a shared counter per free would bounce */
-        atomic_fetch_add_explicit(&remote_frees_counted, 256, memory_order_relaxed);
+    hak_stat_count(HAK_STAT_REMOTE_FREES);
     hak_heap_rec_t *r = t->rec;
     if (HAK_UNLIKELY(r == NULL)) {
         if (!hak_heap_init(t)) {
@@ -532,19 +529,6 @@ void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
         free_foreign(t, s, (hak_block_t *)p, o);
     else
         hak_free_slow(p, call);
-}
-
-/* Up to 255 per live thread (other than the caller) are not counted yet. */
-uint64_t hak_remote_frees(void)
-{
-    return atomic_load_explicit(&remote_frees_counted, memory_order_relaxed) +
-           (tls_remote_frees & 255);
-}
-
-void hak_remote_thread_exit(void)
-{
-    atomic_fetch_add_explicit(&remote_frees_counted, tls_remote_frees & 255, memory_order_relaxed);
-    tls_remote_frees = 0;
 }
 
 /* ---- fork ------------------------------------------------------------------------------ */

@@ -1,18 +1,48 @@
 /* Statistics, and every message HAKMEM writes.  Messages are formatted into a
  * stack buffer and written with write(2) (hak_os_write): stdio may allocate
  * or lock, which an allocator reporting an error must not do. */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "hakmem.h"
 #include "types.h"
 
 _Atomic size_t hak_stat[HAK_STAT_COUNT];
+__thread uint8_t hak_stat_local[HAK_STAT_COUNT];
 
-typedef struct { char buf[640]; size_t len; } msg_t;
+size_t hak_stat_read(int which)
+{
+    return atomic_load_explicit(&hak_stat[which], memory_order_relaxed) + hak_stat_local[which];
+}
+
+void hak_stat_flush_thread(void)
+{
+    for (int i = 0; i < HAK_STAT_COUNT; i++) {
+        if (hak_stat_local[i])
+            hak_stat_add(i, hak_stat_local[i]);
+        hak_stat_local[i] = 0;
+    }
+}
+
+/* A message being formatted.  With fd >= 0 a full buffer is written out and
+ * reused (reports of any length); otherwise the text is cut at the end. */
+typedef struct { char buf[640]; size_t len; int fd; } msg_t;
+
+static void put_ch(msg_t *m, char c)
+{
+    if (m->len == sizeof m->buf - 1) {
+        if (m->fd < 0)
+            return;
+        hak_os_write(m->fd, m->buf, m->len);
+        m->len = 0;
+    }
+    m->buf[m->len++] = c;
+}
 
 static void put_str(msg_t *m, const char *s)
 {
-    while (*s && m->len < sizeof m->buf - 1)
-        m->buf[m->len++] = *s++;
+    while (*s)
+        put_ch(m, *s++);
 }
 
 static void put_dec(msg_t *m, unsigned long v)
@@ -20,8 +50,8 @@ static void put_dec(msg_t *m, unsigned long v)
     char tmp[24];
     int i = 0;
     do tmp[i++] = (char)('0' + v % 10); while ((v /= 10) && i < 24);
-    while (i > 0 && m->len < sizeof m->buf - 1)
-        m->buf[m->len++] = tmp[--i];
+    while (i > 0)
+        put_ch(m, tmp[--i]);
 }
 
 static void put_signed(msg_t *m, long v)
@@ -48,15 +78,15 @@ static void put_ptr(msg_t *m, const void *p)
         v >>= 4;
     }
     put_str(m, "0x");
-    while (i > 0 && m->len < sizeof m->buf - 1)
-        m->buf[m->len++] = tmp[--i];
+    while (i > 0)
+        put_ch(m, tmp[--i]);
 }
 
 static void emit(int fd, msg_t *m) { hak_os_write(fd, m->buf, m->len); }
 
 void hak_fatal(const char *call, const char *what, const void *p)
 {
-    msg_t m = { .len = 0 };
+    msg_t m = { .len = 0, .fd = -1 };
     put_str(&m, "HAKMEM: ");
     put_str(&m, call);
     put_str(&m, "(): ");
@@ -70,7 +100,7 @@ void hak_fatal(const char *call, const char *what, const void *p)
 
 void hak_assert_fail(const char *file, int line, const char *expr)
 {
-    msg_t m = { .len = 0 };
+    msg_t m = { .len = 0, .fd = -1 };
     put_str(&m, "HAKMEM: assertion failed: ");
     put_str(&m, expr);
     put_str(&m, " (");
@@ -84,7 +114,7 @@ void hak_assert_fail(const char *file, int line, const char *expr)
 
 void hak_warn_option(const char *env, const char *value, long min, long max, long dflt)
 {
-    msg_t m = { .len = 0 };
+    msg_t m = { .len = 0, .fd = -1 };
     put_str(&m, "HAKMEM: bad value ");
     put_str(&m, env);
     put_str(&m, "=");
@@ -102,7 +132,7 @@ void hak_warn_option(const char *env, const char *value, long min, long max, lon
 /* entry is NAME=value from the environment; closest may be NULL. */
 void hak_warn_unknown_option(const char *entry, const char *closest)
 {
-    msg_t m = { .len = 0 };
+    msg_t m = { .len = 0, .fd = -1 };
     put_str(&m, "HAKMEM: unknown setting ");
     put_str(&m, entry);
     if (closest) {
@@ -121,32 +151,166 @@ void hak_stats_get(struct hak_stats *out)
     out->huge_in_use = atomic_load(&hak_stat[HAK_STAT_HUGE_BYTES]);
     out->huge_blocks = atomic_load(&hak_stat[HAK_STAT_HUGE_BLOCKS]);
     out->in_use += out->huge_in_use;
-    out->mapped += out->huge_in_use;
+    out->mapped = hak_os_mapped();  /* all of it: arenas, Huge blocks and their cache, records */
     out->committed += out->huge_in_use;
     out->os_maps = atomic_load(&hak_stat[HAK_STAT_OS_MAPS]);
     out->os_unmaps = atomic_load(&hak_stat[HAK_STAT_OS_UNMAPS]);
     out->os_purges = atomic_load(&hak_stat[HAK_STAT_OS_PURGES]);
-    out->remote_frees = (size_t)hak_remote_frees();
+    out->remote_frees = hak_stat_read(HAK_STAT_REMOTE_FREES);
     out->threads_started = atomic_load(&hak_stat[HAK_STAT_THREADS_STARTED]);
     out->threads_exited = atomic_load(&hak_stat[HAK_STAT_THREADS_EXITED]);
     out->idle_slabs_released = atomic_load(&hak_stat[HAK_STAT_IDLE_SLABS_RELEASED]);
 }
 
+void hak_stat_note_committed(void)
+{
+    hak_stat_raise(HAK_STAT_PEAK_COMMITTED,
+                   atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
+                   atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed));
+}
+
+void hak_stats_peaks(struct hak_peaks *out)
+{
+    hak_init();
+    out->mapped = atomic_load(&hak_stat[HAK_STAT_PEAK_MAPPED]);
+    out->committed = atomic_load(&hak_stat[HAK_STAT_PEAK_COMMITTED]);
+    out->in_slabs = atomic_load(&hak_stat[HAK_STAT_PEAK_IN_SLABS]);
+    out->huge_in_use = atomic_load(&hak_stat[HAK_STAT_PEAK_HUGE]);
+}
+
+/* ---- the slab walk: per class and per heap ----------------------------------- */
+#define HEAPS_MAX 64                /* heaps told apart in one walk; the rest summed */
+typedef struct { uintptr_t owner; size_t slabs, slab_bytes, in_use; } heap_fig_t;
+typedef struct {
+    struct hak_class_stats cls[HAK_NCLASS];
+    heap_fig_t heap[HEAPS_MAX + 1]; /* the last: every heap beyond HEAPS_MAX      */
+    size_t nheap, heaps_beyond;
+} walk_t;
+
+/* Owner-written fields are read racily: a snapshot, as hak_pool_figures's. */
+static void walk_slab(hak_slab_t *s, void *arg)
+{
+    walk_t *w = arg;
+    struct hak_class_stats *c = &w->cls[s->cls];
+    uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+    uint32_t pin = hak_slab_pin(__atomic_load_n(&s->list, __ATOMIC_RELAXED), s->bsize);
+    size_t out = used > pin ? used - pin : 0, bytes = (size_t)s->npages * HAK_PAGE_SIZE;
+    c->blocks_in_use += out;
+    c->blocks_total += (size_t)(s->end - s->start) / s->bsize;
+    c->slabs++;
+    c->slab_bytes += bytes;
+    uintptr_t o = atomic_load_explicit(&s->owner, memory_order_relaxed);
+    size_t h = 0;
+    while (h < w->nheap && w->heap[h].owner != o)
+        h++;
+    if (h == w->nheap) {
+        if (w->nheap < HEAPS_MAX) {
+            w->heap[w->nheap++].owner = o;
+        } else {
+            h = HEAPS_MAX;
+            w->heaps_beyond++;      /* counts slabs, not heaps: an upper bound */
+        }
+    }
+    w->heap[h].slabs++;
+    w->heap[h].slab_bytes += bytes;
+    w->heap[h].in_use += out * s->bsize;
+}
+
+static void walk(walk_t *w)
+{
+    memset(w, 0, sizeof *w);
+    for (unsigned c = 0; c < HAK_NCLASS; c++)
+        w->cls[c].block_size = hak_classes[c].size;
+    hak_pool_walk(walk_slab, w);
+}
+
+int hak_stats_class(int cls, struct hak_class_stats *out)
+{
+    hak_init();
+    if (cls < 0 || cls >= HAK_NCLASS) {
+        errno = EINVAL;
+        return -1;
+    }
+    walk_t w;
+    walk(&w);
+    *out = w.cls[cls];
+    return 0;
+}
+
+/* Tiers by class number: Tiny, Mid, Large. */
+static const struct { const char *name; unsigned first, end; } tiers[] = {
+    { "tiny", 0, HAK_NCLASS_TINY },
+    { "mid", HAK_NCLASS_TINY, HAK_NCLASS_TINY + HAK_NCLASS_MID },
+    { "large", HAK_NCLASS_TINY + HAK_NCLASS_MID, HAK_NCLASS },
+};
+
+static struct hak_class_stats tier_sum(const walk_t *w, unsigned t, size_t *in_use)
+{
+    struct hak_class_stats sum = { 0 };
+    *in_use = 0;
+    for (unsigned c = tiers[t].first; c < tiers[t].end; c++) {
+        sum.blocks_in_use += w->cls[c].blocks_in_use;
+        sum.blocks_total += w->cls[c].blocks_total;
+        sum.slabs += w->cls[c].slabs;
+        sum.slab_bytes += w->cls[c].slab_bytes;
+        *in_use += w->cls[c].blocks_in_use * w->cls[c].block_size;
+    }
+    return sum;
+}
+
+/* The heaps with the most slab bytes first (a few dozen: insertion sort). */
+static void sort_heaps(walk_t *w)
+{
+    for (size_t i = 1; i < w->nheap; i++)
+        for (size_t j = i; j > 0 && w->heap[j - 1].slab_bytes < w->heap[j].slab_bytes; j--) {
+            heap_fig_t t = w->heap[j];
+            w->heap[j] = w->heap[j - 1];
+            w->heap[j - 1] = t;
+        }
+}
+
+/* Fragmentation in per mille: slab bytes not in blocks handed out. */
+static unsigned long frag_permille(size_t in_use, size_t slab_bytes)
+{
+    return slab_bytes ? (unsigned long)((slab_bytes - in_use) * 1000 / slab_bytes) : 0;
+}
+
+static void put_permille(msg_t *m, unsigned long v)
+{
+    put_dec(m, v / 10);
+    put_str(m, ".");
+    put_dec(m, v % 10);
+    put_str(m, "%");
+}
+
+#define HEAPS_SHOWN 8
+
 void hak_stats_print(int fd)
 {
     struct hak_stats st;
+    struct hak_peaks pk;
     hak_stats_get(&st);
+    hak_stats_peaks(&pk);
     const struct { const char *name; size_t v; } rows[] = {
         { "mapped bytes", st.mapped },         { "committed bytes", st.committed },
         { "in-use bytes", st.in_use },         { "huge in-use bytes", st.huge_in_use },
         { "huge blocks", st.huge_blocks },     { "superslabs", st.superslabs },
         { "slabs", st.slabs },                 { "os maps", st.os_maps },
         { "os unmaps", st.os_unmaps },         { "os purges", st.os_purges },
-        { "remote frees", st.remote_frees },   { "threads started", st.threads_started },
+        { "os remaps", atomic_load(&hak_stat[HAK_STAT_OS_REMAPS]) },
+        { "remote frees", st.remote_frees },
+        { "remote batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES) },
+        { "remote drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS) },
+        { "threads started", st.threads_started },
         { "threads exited", st.threads_exited },
         { "idle slabs released", st.idle_slabs_released },
+        { "peak mapped bytes", pk.mapped },    { "peak committed bytes", pk.committed },
+        { "peak slab bytes", pk.in_slabs },    { "peak huge in-use bytes", pk.huge_in_use },
     };
-    msg_t m = { .len = 0 };
+    walk_t w;
+    walk(&w);
+    sort_heaps(&w);
+    msg_t m = { .len = 0, .fd = fd };
     /* The pid tells apart the blocks of a program and its forked children. */
     put_str(&m, "HAKMEM statistics (pid ");
     put_dec(&m, (unsigned long)hak_os_pid());
@@ -158,6 +322,155 @@ void hak_stats_print(int fd)
         put_dec(&m, rows[i].v);
         put_str(&m, "\n");
     }
+    put_str(&m, "  tier: blocks in use / blocks in slabs, slabs, slab bytes, in-use bytes, fragmentation\n");
+    for (unsigned t = 0; t < 3; t++) {
+        size_t in_use;
+        struct hak_class_stats c = tier_sum(&w, t, &in_use);
+        put_str(&m, "    ");
+        put_str(&m, tiers[t].name);
+        put_str(&m, ": ");
+        put_dec(&m, c.blocks_in_use);
+        put_str(&m, " / ");
+        put_dec(&m, c.blocks_total);
+        put_str(&m, ", ");
+        put_dec(&m, c.slabs);
+        put_str(&m, ", ");
+        put_dec(&m, c.slab_bytes);
+        put_str(&m, ", ");
+        put_dec(&m, in_use);
+        put_str(&m, ", ");
+        put_permille(&m, frag_permille(in_use, c.slab_bytes));
+        put_str(&m, "\n");
+    }
+    put_str(&m, "    huge: ");
+    put_dec(&m, st.huge_blocks);
+    put_str(&m, " blocks, ");
+    put_dec(&m, st.huge_in_use);
+    put_str(&m, " bytes\n");
+    put_str(&m, "  class (block size): blocks in use / blocks in slabs, slabs, fragmentation\n");
+    for (unsigned c = 0; c < HAK_NCLASS; c++) {
+        const struct hak_class_stats *k = &w.cls[c];
+        if (k->slabs == 0)
+            continue;
+        put_str(&m, "    ");
+        put_dec(&m, c);
+        put_str(&m, " (");
+        put_dec(&m, k->block_size);
+        put_str(&m, "): ");
+        put_dec(&m, k->blocks_in_use);
+        put_str(&m, " / ");
+        put_dec(&m, k->blocks_total);
+        put_str(&m, ", ");
+        put_dec(&m, k->slabs);
+        put_str(&m, ", ");
+        put_permille(&m, frag_permille(k->blocks_in_use * k->block_size, k->slab_bytes));
+        put_str(&m, "\n");
+    }
+    put_str(&m, "  heaps: ");
+    put_dec(&m, w.nheap);
+    put_str(&m, w.heaps_beyond ? " and more" : "");
+    put_str(&m, " (owner: slabs, slab bytes, in-use bytes; most slab bytes first; (nil): no owner)\n");
+    for (size_t h = 0; h < w.nheap && h < HEAPS_SHOWN; h++) {
+        put_str(&m, "    ");
+        put_ptr(&m, (const void *)w.heap[h].owner);
+        put_str(&m, ": ");
+        put_dec(&m, w.heap[h].slabs);
+        put_str(&m, ", ");
+        put_dec(&m, w.heap[h].slab_bytes);
+        put_str(&m, ", ");
+        put_dec(&m, w.heap[h].in_use);
+        put_str(&m, "\n");
+    }
+    emit(fd, &m);
+}
+
+static void json_num(msg_t *m, const char *key, size_t v, bool last)
+{
+    put_str(m, "\"");
+    put_str(m, key);
+    put_str(m, "\": ");
+    put_dec(m, v);
+    if (!last)
+        put_str(m, ", ");
+}
+
+static void json_class(msg_t *m, const struct hak_class_stats *c, size_t in_use)
+{
+    json_num(m, "blocks_in_use", c->blocks_in_use, false);
+    json_num(m, "blocks_total", c->blocks_total, false);
+    json_num(m, "slabs", c->slabs, false);
+    json_num(m, "slab_bytes", c->slab_bytes, false);
+    json_num(m, "in_use_bytes", in_use, true);
+}
+
+void hak_stats_print_json(int fd)
+{
+    struct hak_stats st;
+    struct hak_peaks pk;
+    hak_stats_get(&st);
+    hak_stats_peaks(&pk);
+    walk_t w;
+    walk(&w);
+    sort_heaps(&w);
+    msg_t m = { .len = 0, .fd = fd };
+    put_str(&m, "{");
+    json_num(&m, "pid", (size_t)hak_os_pid(), false);
+    json_num(&m, "mapped", st.mapped, false);
+    json_num(&m, "committed", st.committed, false);
+    json_num(&m, "in_use", st.in_use, false);
+    json_num(&m, "huge_in_use", st.huge_in_use, false);
+    json_num(&m, "huge_blocks", st.huge_blocks, false);
+    json_num(&m, "superslabs", st.superslabs, false);
+    json_num(&m, "slabs", st.slabs, false);
+    json_num(&m, "os_maps", st.os_maps, false);
+    json_num(&m, "os_unmaps", st.os_unmaps, false);
+    json_num(&m, "os_purges", st.os_purges, false);
+    json_num(&m, "os_remaps", atomic_load(&hak_stat[HAK_STAT_OS_REMAPS]), false);
+    json_num(&m, "remote_frees", st.remote_frees, false);
+    json_num(&m, "remote_batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES), false);
+    json_num(&m, "remote_drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS), false);
+    json_num(&m, "threads_started", st.threads_started, false);
+    json_num(&m, "threads_exited", st.threads_exited, false);
+    json_num(&m, "idle_slabs_released", st.idle_slabs_released, false);
+    put_str(&m, "\"peaks\": {");
+    json_num(&m, "mapped", pk.mapped, false);
+    json_num(&m, "committed", pk.committed, false);
+    json_num(&m, "slab_bytes", pk.in_slabs, false);
+    json_num(&m, "huge_in_use", pk.huge_in_use, true);
+    put_str(&m, "}, \"tiers\": {");
+    for (unsigned t = 0; t < 3; t++) {
+        size_t in_use;
+        struct hak_class_stats c = tier_sum(&w, t, &in_use);
+        put_str(&m, "\"");
+        put_str(&m, tiers[t].name);
+        put_str(&m, "\": {");
+        json_class(&m, &c, in_use);
+        put_str(&m, "}, ");
+    }
+    put_str(&m, "\"huge\": {");
+    json_num(&m, "blocks", st.huge_blocks, false);
+    json_num(&m, "in_use_bytes", st.huge_in_use, true);
+    put_str(&m, "}}, \"classes\": [");
+    for (unsigned c = 0; c < HAK_NCLASS; c++) {
+        put_str(&m, c ? ", {" : "{");
+        json_num(&m, "class", c, false);
+        json_num(&m, "block_size", w.cls[c].block_size, false);
+        json_class(&m, &w.cls[c], w.cls[c].blocks_in_use * w.cls[c].block_size);
+        put_str(&m, "}");
+    }
+    put_str(&m, "], \"heaps_more\": ");
+    put_str(&m, w.heaps_beyond ? "true" : "false");
+    put_str(&m, ", \"heaps\": [");
+    for (size_t h = 0; h < w.nheap; h++) {
+        put_str(&m, h ? ", {\"owner\": \"" : "{\"owner\": \"");
+        put_ptr(&m, (const void *)w.heap[h].owner);
+        put_str(&m, "\", ");
+        json_num(&m, "slabs", w.heap[h].slabs, false);
+        json_num(&m, "slab_bytes", w.heap[h].slab_bytes, false);
+        json_num(&m, "in_use_bytes", w.heap[h].in_use, true);
+        put_str(&m, "}");
+    }
+    put_str(&m, "]}\n");
     emit(fd, &m);
 }
 
@@ -177,6 +490,9 @@ void hak_stats_init(void)
 
 __attribute__((destructor)) static void stats_at_exit(void)
 {
-    if (hak_option(HAK_OPT_STATS))
+    long how = hak_option(HAK_OPT_STATS);
+    if (how == 1)
         hak_stats_print(stats_fd);
+    else if (how == 2)
+        hak_stats_print_json(stats_fd);
 }

@@ -32,6 +32,7 @@ static size_t slab_pages;                 /* pages in slabs, all SuperSlabs   */
 static char *arena_next, *arena_end;      /* carving cursor                   */
 static size_t arena_bytes;                /* address space reserved           */
 static size_t dirty_bytes;                /* free pages not yet purged        */
+static size_t committed_pages;            /* header, slab and dirty pages     */
 static uint64_t last_purge_ms;
 
 #define LOCK_SPINS 256   /* pauses before sleeping: a few microseconds */
@@ -111,6 +112,15 @@ static void set_empty_dirty(hak_superslab_t *ss, bool on)
         empty_dirty_count--;
 }
 
+/* committed_pages += d, published for the statistics. */
+static void committed_add(size_t d)
+{
+    committed_pages += d;
+    atomic_store_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], committed_pages * HAK_PAGE_SIZE,
+                          memory_order_relaxed);
+    hak_stat_note_committed();
+}
+
 /* Purges every dirty page of ss, one madvise per run. */
 static void ss_purge(hak_superslab_t *ss)
 {
@@ -123,6 +133,7 @@ static void ss_purge(hak_superslab_t *ss)
         hak_os_purge((char *)ss + (size_t)i * HAK_PAGE_SIZE, (size_t)n * HAK_PAGE_SIZE);
         d &= ~run_mask(i, n);
         dirty_bytes -= (size_t)n * HAK_PAGE_SIZE;
+        committed_add((size_t)0 - n);
     }
     ss->dirty_pages = 0;
     set_empty_dirty(ss, false);
@@ -185,6 +196,7 @@ static hak_superslab_t *ss_carve(void)
     for (unsigned i = 0; i < HAK_SS_PAGES; i++)
         ss->first_page[i] = (uint8_t)i;
     ss->used_pages = 1;
+    committed_add(1);
     ss->all_next = all_head;
     all_head = ss;
     return ss;
@@ -246,6 +258,8 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
     set_empty_dirty(ss, false);
     ss->used_pages |= m;
     slab_pages += k;
+    hak_stat_raise(HAK_STAT_PEAK_IN_SLABS, slab_pages * HAK_PAGE_SIZE);
+    committed_add((size_t)__builtin_popcountll(m & ~ss->dirty_pages));
     bool zeroed = (ss->dirty_pages & m) == 0;
     if (!zeroed) {
         dirty_bytes -= (size_t)__builtin_popcountll(ss->dirty_pages & m) * HAK_PAGE_SIZE;
@@ -312,6 +326,13 @@ void hak_pool_visit(hak_slab_visitor fn, void *arg)
                 fn(&ss->slabs[i], arg);
 }
 
+void hak_pool_walk(hak_slab_visitor fn, void *arg)
+{
+    hak_lock(&pool_lock);
+    hak_pool_visit(fn, arg);
+    hak_unlock(&pool_lock);
+}
+
 void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
                       size_t *slabs, size_t *in_use)
 {
@@ -334,6 +355,7 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
         }
     }
     *mapped = arena_bytes;
+    hak_assert(c == committed_pages * HAK_PAGE_SIZE);
     hak_unlock(&pool_lock);
     *committed = c;
     *superslabs = n_ss;

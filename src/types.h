@@ -103,7 +103,9 @@
 #define HAK_TINY_MAX      1024                      /* Tiny:  0 .. 1 KiB      */
 #define HAK_MID_MAX       (64 * 1024)               /* Mid:   .. 64 KiB       */
 #define HAK_LARGE_MAX     (2 * 1024 * 1024)         /* Large: .. 2 MiB        */
-#define HAK_NCLASS        64                        /* 20 tiny, 24 mid, 20 large */
+#define HAK_NCLASS_TINY   20                        /* classes 0..19             */
+#define HAK_NCLASS_MID    24                        /* classes 20..43            */
+#define HAK_NCLASS        64                        /* and 20 large: 44..63      */
 #define HAK_SLAB_ALIGN_MAX HAK_PAGE_SIZE            /* slab starts are page aligned */
 
 /* ---- region map kinds ------------------------------------------------------ */
@@ -333,6 +335,7 @@ HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bo
 HAK_HIDDEN bool  hak_os_grow(void *p, size_t old_size, size_t new_size);
 HAK_HIDDEN void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t align, size_t offset);
 HAK_HIDDEN void  hak_os_fault_init(void);
+HAK_HIDDEN size_t hak_os_mapped(void);      /* bytes HAKMEM holds mapped now */
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
 HAK_HIDDEN void  hak_os_wait(_Atomic int *word, int value);
@@ -349,6 +352,7 @@ HAK_HIDDEN void hak_pool_lock_all(void);
 HAK_HIDDEN void hak_pool_unlock_all(bool child);
 typedef void (*hak_slab_visitor)(hak_slab_t *s, void *arg);
 HAK_HIDDEN void hak_pool_visit(hak_slab_visitor fn, void *arg); /* caller holds the pool lock */
+HAK_HIDDEN void hak_pool_walk(hak_slab_visitor fn, void *arg);  /* visit under the pool lock */
 HAK_HIDDEN void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
                                  size_t *slabs, size_t *in_use);
 
@@ -423,8 +427,6 @@ HAK_HIDDEN void  hak_slab_abandon(hak_slab_t *s);
 HAK_HIDDEN hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN int   hak_abandoned_trim(hak_tls_t *t);
 HAK_HIDDEN void  hak_own_fork_child(hak_tls_t *t);
-HAK_HIDDEN uint64_t hak_remote_frees(void);
-HAK_HIDDEN void  hak_remote_thread_exit(void);
 HAK_HIDDEN extern hak_lock_t hak_own_lock;
 #ifdef HAK_DEBUG
 HAK_HIDDEN void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s);
@@ -473,7 +475,8 @@ HAK_HIDDEN void hak_init(void);
 #define HAK_OPTION_TABLE(X)                                                        \
     X(RETAIN_MS, "HAKMEM_RETAIN_MS", 100, 0, 600000,                               \
       "milliseconds a free page stays resident before it is returned to the OS")   \
-    X(STATS, "HAKMEM_STATS", 0, 0, 1, "1: print statistics to stderr at exit")               \
+    X(STATS, "HAKMEM_STATS", 0, 0, 2,                                              \
+      "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", 0, 0, 1,                                              \
       "1: check every call (double free, use after free, heap corruption); slower") \
     X(FAULT_EVERY, "HAKMEM_FAULT_EVERY", 0, 0, 1000000000,                         \
@@ -493,13 +496,41 @@ HAK_HIDDEN void hak_stats_init(void);
 enum {
     HAK_STAT_OS_MAPS, HAK_STAT_OS_UNMAPS, HAK_STAT_OS_PURGES, HAK_STAT_HUGE_BYTES,
     HAK_STAT_HUGE_BLOCKS, HAK_STAT_REMOTE_FREES, HAK_STAT_THREADS_STARTED,
-    HAK_STAT_THREADS_EXITED, HAK_STAT_IDLE_SLABS_RELEASED, HAK_STAT_COUNT
+    HAK_STAT_THREADS_EXITED, HAK_STAT_IDLE_SLABS_RELEASED,
+    HAK_STAT_OS_REMAPS,             /* mremap calls (Huge realloc)                 */
+    HAK_STAT_REMOTE_BATCHES,        /* batches pushed onto an owner's inbox        */
+    HAK_STAT_REMOTE_DRAINS,         /* slab remote lists taken by their owner      */
+    HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
+    /* Peaks, raised on the slow paths that change the figure: */
+    HAK_STAT_PEAK_MAPPED, HAK_STAT_PEAK_COMMITTED, HAK_STAT_PEAK_IN_SLABS, HAK_STAT_PEAK_HUGE,
+    HAK_STAT_COUNT
 };
 HAK_HIDDEN extern _Atomic size_t hak_stat[HAK_STAT_COUNT];
 static inline void hak_stat_add(int which, size_t n)
 {
     atomic_fetch_add_explicit(&hak_stat[which], n, memory_order_relaxed);
 }
+static inline void hak_stat_raise(int which, size_t v)
+{
+    size_t p = atomic_load_explicit(&hak_stat[which], memory_order_relaxed);
+    while (v > p && !atomic_compare_exchange_weak_explicit(&hak_stat[which], &p, v,
+                                                           memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
+}
+/* Counts bumped often by every thread are kept per thread and added to
+ * hak_stat in 256s: one shared counter would bounce between cores.  Up to
+ * 255 per live thread other than the reader are not counted yet. */
+extern __thread uint8_t hak_stat_local[HAK_STAT_COUNT] HAK_HIDDEN __attribute__((tls_model("initial-exec")));
+static inline void hak_stat_count(int which)
+{
+    if (++hak_stat_local[which] == 0)
+        hak_stat_add(which, 256);
+}
+HAK_HIDDEN size_t hak_stat_read(int which);     /* with the caller's own remainder */
+HAK_HIDDEN void hak_stat_flush_thread(void);   /* the remainders, at thread exit */
+/* Raises the committed peak to SuperSlab plus Huge bytes now. */
+HAK_HIDDEN void hak_stat_note_committed(void);
 HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
 HAK_HIDDEN void hak_warn_option(const char *env, const char *value, long min, long max, long dflt);
 HAK_HIDDEN void hak_warn_unknown_option(const char *entry, const char *closest);

@@ -35,6 +35,11 @@ case $err in
     *) bad "--stats: nothing from a program that closes stderr at exit: '${err:0:200}'" ;;
 esac
 
+# HAKMEM_STATS=2: one line of JSON that a JSON parser reads, with its list of classes.
+err=$("$cmd" --set HAKMEM_STATS=2 ls / 2>&1 >/dev/null)
+classes=$(printf '%s' "$err" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["classes"]))' 2>&1)
+[ "$classes" -gt 0 ] 2>/dev/null || bad "HAKMEM_STATS=2: not JSON with a class list: '${classes:0:200}' from '${err:0:200}'"
+
 expect_fail() {   # status, message start, then the command's arguments
     local want=$1 msg=$2; shift 2
     local e rc
@@ -43,9 +48,9 @@ expect_fail() {   # status, message start, then the command's arguments
     [ "${e:0:${#msg}}" = "$msg" ] || bad "hakmem $*: said '${e:0:120}'"
 }
 expect_fail 2 "hakmem: HAKMEM_NOPE=1 is not NAME=VALUE for a setting" --set HAKMEM_NOPE=1 true
-expect_fail 2 "hakmem: bad value HAKMEM_STATS=5 (expected 0..1)" --set HAKMEM_STATS=5 true
+expect_fail 2 "hakmem: bad value HAKMEM_STATS=5 (expected 0..2)" --set HAKMEM_STATS=5 true
 expect_fail 2 "hakmem: unknown option --bogus" --bogus true
 expect_fail 2 "usage: hakmem" 
 expect_fail 127 "hakmem: cannot run /nonexistent/program" /nonexistent/program
 [ $fail -eq 0 ] || exit 1
-echo "cmd: --version, --settings ($n_table), --set/--check/--stats passed on, 5 errors reported"
+echo "cmd: --version, --settings ($n_table), --set/--check/--stats passed on, JSON statistics, 5 errors reported"
