@@ -95,6 +95,20 @@ SAN_TESTS := test_api test_threads test_remote
 sanitize:
 	@HAKTEST_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"
 
+# For programs built with -fsanitize=address that use the hak_* API:
+# build/asan/libhakmem.a, without the malloc overrides (ASan keeps malloc),
+# telling ASan which bytes of each block the program may touch (src/api.c).
+# Link: cc -fsanitize=address app.c -Iinclude build/asan/libhakmem.a -pthread
+ASAN_BUILD := $(BUILD)/asan
+ASAN_OBJS  := $(SAN_SRCS:src/%.c=$(ASAN_BUILD)/obj/%.o)
+.PHONY: asan
+asan: $(ASAN_BUILD)/libhakmem.a
+$(ASAN_BUILD)/obj/%.o: src/%.c $(HDRS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -DHAK_ASAN -c $< -o $@
+$(ASAN_BUILD)/libhakmem.a: $(ASAN_OBJS)
+	rm -f $@ && ar rcs $@ $(ASAN_OBJS)
+
 clean:
 	rm -rf $(BUILD) $(DEBUG_BUILD)
 

@@ -5,6 +5,42 @@
 #include "hakmem.h"
 #include "fastpath.h"
 
+/* ---- AddressSanitizer (make asan) ------------------------------------------------ */
+/* Built with -DHAK_ASAN (make asan: no malloc overrides) for programs
+ * compiled with -fsanitize=address that use the hak_* API.  The library is
+ * not instrumented itself; it tells ASan which bytes of a slab block the
+ * program may touch, so that an access past the size asked for (up to the
+ * block's end) or after the free is reported (use-after-poison).  Slabs are
+ * poisoned when made (superslab.c).  Huge blocks are not covered.  The
+ * functions, not the ASAN_* macros: those are empty outside ASan's own
+ * compilation, and ASan's runtime comes with the program. */
+#ifdef HAK_ASAN
+#include <sanitizer/asan_interface.h>
+static size_t asan_block_size(const void *p)
+{
+    return p && hak_region_of((uintptr_t)p) == HAK_REGION_SS ? hak_slab_of(hak_ss_of(p), p)->bsize
+                                                             : 0;
+}
+/* p handed out for n bytes: those addressable, the rest of the block not. */
+static void *asan_out(void *p, size_t n)
+{
+    size_t b = asan_block_size(p);
+    if (b) {
+        __asan_unpoison_memory_region(p, n);
+        __asan_poison_memory_region((char *)p + n, b - n);
+    }
+    return p;
+}
+/* Before HAKMEM copies or clears a block through memcpy/memset (which ASan
+ * intercepts everywhere), and before the block goes back (poisoned). */
+static void asan_open(void *p) { __asan_unpoison_memory_region(p, asan_block_size(p)); }
+static void asan_close(void *p) { __asan_poison_memory_region(p, asan_block_size(p)); }
+#else
+#define asan_out(p, n) (p)
+#define asan_open(p) ((void)0)
+#define asan_close(p) ((void)0)
+#endif
+
 hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed)
 {
     switch (hak_region_of((uintptr_t)p)) {
@@ -61,6 +97,7 @@ void *hak_calloc_impl(size_t count, size_t size)
      * other threads are shipped home at once, never handed out elsewhere.) */
     if (n > HAK_MID_MAX && hak_slab_of(hak_ss_of(p), p)->zeroed)
         return p;
+    asan_open(p);
     memset(p, 0, n);
     return p;
 }
@@ -87,6 +124,7 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
     if (p == NULL)
         return hak_malloc_fast(n);
     if (n == 0) {                    /* as glibc: free and return NULL */
+        asan_close(p);
         hak_free_fast(p, call);
         return NULL;
     }
@@ -107,21 +145,44 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
     void *q = hak_malloc_fast(n);
     if (q == NULL)
         return NULL;                 /* errno is ENOMEM; p is untouched */
+    asan_open(p);
+    asan_open(q);
     memcpy(q, p, n < old ? n : old);
+    asan_close(p);
     hak_free_fast(p, call);
     return q;
 }
 
 /* ---- hak_* --------------------------------------------------------------------- */
-void *hak_malloc(size_t size) { return hak_malloc_fast(size); }
-void hak_free(void *p) { hak_free_fast(p, "hak_free"); }
-void *hak_calloc(size_t count, size_t size) { return hak_calloc_impl(count, size); }
-void *hak_realloc(void *p, size_t size) { return hak_realloc_impl(p, size, "hak_realloc"); }
+void *hak_malloc(size_t size) { return asan_out(hak_malloc_fast(size), size); }
+
+void hak_free(void *p)
+{
+    asan_close(p);
+    hak_free_fast(p, "hak_free");
+}
+
+void *hak_calloc(size_t count, size_t size)
+{
+    return asan_out(hak_calloc_impl(count, size), count * size);
+}
+
+void *hak_realloc(void *p, size_t size)
+{
+    return asan_out(hak_realloc_impl(p, size, "hak_realloc"), size);
+}
+
 size_t hak_usable_size(const void *p) { return hak_usable_impl(p, "hak_usable_size"); }
-void hak_free_sized(void *p, size_t size) { hak_free_fast(p, "hak_free_sized"); }
+
+void hak_free_sized(void *p, size_t size)
+{
+    asan_close(p);
+    hak_free_fast(p, "hak_free_sized");
+}
 
 void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
 {
+    asan_close(p);
     hak_free_fast(p, "hak_free_aligned_sized");
 }
 
@@ -132,7 +193,7 @@ void *hak_reallocarray(void *p, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return hak_realloc_impl(p, n, "hak_reallocarray");
+    return asan_out(hak_realloc_impl(p, n, "hak_reallocarray"), n);
 }
 
 void *hak_aligned_alloc(size_t alignment, size_t size)
@@ -141,7 +202,7 @@ void *hak_aligned_alloc(size_t alignment, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return hak_alloc_aligned(alignment, size);
+    return asan_out(hak_alloc_aligned(alignment, size), size);
 }
 
 int hak_posix_memalign(void **out, size_t alignment, size_t size)
@@ -151,7 +212,7 @@ int hak_posix_memalign(void **out, size_t alignment, size_t size)
     void *p = hak_alloc_aligned(alignment, size);
     if (p == NULL)
         return ENOMEM;
-    *out = p;
+    *out = asan_out(p, size);
     return 0;
 }
 
@@ -168,10 +229,10 @@ void *hak_memalign(size_t alignment, size_t size)
             a <<= 1;
         alignment = a;
     }
-    return hak_alloc_aligned(alignment, size);
+    return asan_out(hak_alloc_aligned(alignment, size), size);
 }
 
-void *hak_valloc(size_t size) { return hak_alloc_aligned(HAK_OS_PAGE, size); }
+void *hak_valloc(size_t size) { return asan_out(hak_alloc_aligned(HAK_OS_PAGE, size), size); }
 
 void *hak_pvalloc(size_t size)
 {
@@ -180,7 +241,7 @@ void *hak_pvalloc(size_t size)
         return NULL;
     }
     size_t n = (size + HAK_OS_PAGE - 1) & ~(size_t)(HAK_OS_PAGE - 1);
-    return hak_alloc_aligned(HAK_OS_PAGE, n ? n : HAK_OS_PAGE);
+    return asan_out(hak_alloc_aligned(HAK_OS_PAGE, n ? n : HAK_OS_PAGE), n ? n : HAK_OS_PAGE);
 }
 
 int hak_trim(size_t pad)

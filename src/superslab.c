@@ -1,9 +1,10 @@
 /* SuperSlabs: the region map, arenas of SuperSlabs, and the page pool that
  * hands slabs to heaps and takes them back.
  *
- * Address space is reserved in arenas of 16 SuperSlabs (64 MiB) so that a
- * big heap needs few mappings (the seeds' Larson runs died at the kernel's
- * limit on mappings).  Arenas are never unmapped: a SuperSlab whose pages are
+ * Address space is reserved in arenas of SuperSlabs, each twice the one
+ * before up to ARENA_MAX (64 MiB), so that a big heap needs few mappings
+ * (the seeds' Larson runs died at the kernel's limit on mappings) and a
+ * small program's address space stays small (VmSize, ulimit -v).  Arenas are never unmapped: a SuperSlab whose pages are
  * free is purged with madvise and stays HAKMEM's, so the region map never
  * has to forget it and a racing reader of a slab descriptor never faults.
  *
@@ -16,10 +17,13 @@
  * that frees everything returns near its starting RSS.
  */
 #include "types.h"
+#ifdef HAK_ASAN
+#include <sanitizer/asan_interface.h>   /* make asan: see api.c */
+#endif
 
 uint8_t hak_region_map[HAK_MAP_ENTRIES];
 
-#define ARENA_SIZE   (16 * HAK_SS_SIZE)
+#define ARENA_MAX    (16 * HAK_SS_SIZE)
 #define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much */
 #define RETAIN_EMPTY 4                    /* empty SuperSlabs kept resident  */
 #define FULL_PAGES   (~(uint64_t)0)
@@ -31,6 +35,7 @@ static unsigned empty_dirty_count;        /* SuperSlabs with empty_dirty set  */
 static size_t slab_pages;                 /* pages in slabs, all SuperSlabs   */
 static char *arena_next, *arena_end;      /* carving cursor                   */
 static size_t arena_bytes;                /* address space reserved           */
+static size_t arena_size = HAK_SS_SIZE;   /* the next arena's                 */
 static size_t dirty_bytes;                /* free pages not yet purged        */
 static size_t committed_pages;            /* header, slab and dirty pages     */
 static uint64_t last_purge_ms;
@@ -175,7 +180,9 @@ static void maybe_purge(void)
 static hak_superslab_t *ss_carve(void)
 {
     if (arena_next == arena_end) {
-        size_t size = ARENA_SIZE;
+        size_t size = arena_size;
+        if (arena_size < ARENA_MAX)
+            arena_size *= 2;
         char *p = hak_os_map_aligned(size, HAK_SS_SIZE, 0, true);
         if (p == NULL) {
             size = HAK_SS_SIZE;   /* short of address space: one at a time */
@@ -224,6 +231,9 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)first;
     s->state = HAK_SLAB_ACTIVE;
+#ifdef HAK_ASAN
+    __asan_poison_memory_region(s->start, (size_t)k * HAK_PAGE_SIZE);
+#endif
     /* Last: a thread that sees this owner sees an initialised slab. */
     atomic_store(&s->owner, owner);
 }

@@ -12,10 +12,11 @@
  * or not); and with injection off again, allocation works and everything
  * frees, leaving the in-use figure where it started.
  *
- * Tiny/Mid/Large blocks come from 64 MiB arenas of SuperSlabs, and a failed
- * arena is retried as a single 4 MiB SuperSlab: those tiers meet a failure
- * only once the current arena is used up (so each child allocates well past
- * 64 MiB), and with N >= 2 the retry is the next call, which succeeds.
+ * Tiny/Mid/Large blocks come from arenas of SuperSlabs (4 MiB, then twice
+ * the last, up to 64 MiB), and a failed arena is retried as a single 4 MiB
+ * SuperSlab: those tiers meet a failure only once the current arena is used
+ * up (so each child allocates well past 64 MiB), and with N >= 2 the retry
+ * is the next call, which succeeds.
  * Huge blocks (and alignments above 64 KiB) map each block, but may reuse a
  * freed mapping HAKMEM kept.  NULL is therefore certain in every tier with
  * N = 1 and with a budget, and each tier must see it; with N >= 2 the same

@@ -8,7 +8,9 @@
  *      peaks stay at least where the figures were;
  *   c. per heap: a second thread holding blocks shows as a heap of its own;
  *   d. the reports: the text has a line per tier and per class in use, the
- *      JSON is one balanced line with the same figures.
+ *      JSON is one balanced line with the same figures;
+ *   e. address space: a program that has made one small block holds less
+ *      than 16 MiB mapped (arenas start at one 4 MiB SuperSlab).
  * Linked against HAKMEM, so malloc is HAKMEM's. */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -268,8 +270,19 @@ static void test_heaps_and_reports(void)
     free(json);
 }
 
+static void test_small_address_space(void)
+{
+    void *volatile p = malloc(1);   /* volatile: the compiler may drop a malloc it sees freed */
+    free(p);
+    struct hak_stats st;
+    hak_stats_get(&st);
+    printf("e. address space after one small block: %.1f MiB mapped\n", st.mapped / (double)MiB);
+    CHECK(st.mapped > 0 && st.mapped < 16 * MiB, "%zu bytes mapped for one small block", st.mapped);
+}
+
 int main(void)
 {
+    test_small_address_space();     /* first: before anything else is allocated */
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_workload_and_peaks();
     test_heaps_and_reports();
