@@ -64,7 +64,7 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p)
 static inline void hak_free_fast(void *p, const char *call)
 {
     uintptr_t a = (uintptr_t)p;
-    if (HAK_LIKELY(hak_region_of(a) == HAK_REGION_SS)) {
+    if (HAK_LIKELY(hak_region_is_ss(a))) {
         hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
         __asm__("" : "+r"(s));   /* one register for s: GCC otherwise computes it twice */
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id) &&

@@ -47,22 +47,17 @@ static void huge_bytes_changed(size_t d)
     hak_stat_note_committed();
 }
 
+/* The map entries of a mapping whose chunks are claimed (hak_region_map_new,
+ * or kept in the cache): the block's first chunk names where its header is. */
 static void map_mark(char *h, size_t map_size, char *user)
 {
     for (char *c = h; c < h + map_size; c += HAK_SS_SIZE)
-        __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT], HAK_REGION_HUGE_BODY,
-                         __ATOMIC_RELAXED);
-    __atomic_store_n(&hak_region_map[(uintptr_t)user >> HAK_SS_SHIFT],
-                     (size_t)(user - h) < HAK_SS_SIZE ? HAK_REGION_HUGE_HEAD : HAK_REGION_HUGE_PREV,
-                     __ATOMIC_RELAXED);
+        hak_region_set(c, HAK_REGION_HUGE_BODY);
+    hak_region_set(user, (size_t)(user - h) < HAK_SS_SIZE ? HAK_REGION_HUGE_HEAD
+                                                          : HAK_REGION_HUGE_PREV);
 }
 
-static void map_clear(char *from, char *to)
-{
-    for (char *c = from; c < to; c += HAK_SS_SIZE)
-        __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT], HAK_REGION_NONE,
-                         __ATOMIC_RELAXED);
-}
+static void map_clear(char *from, char *to) { hak_region_release(from, to); }
 
 static huge_hdr_t *huge_header(const void *p)
 {
@@ -165,8 +160,9 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         if (map_size > need)
             hak_os_purge(h + need, map_size - need);
     } else {
-        h = align > HAK_SS_SIZE ? hak_os_map_aligned(map_size, align, HAK_SS_SIZE, false)
-                                : hak_os_map_aligned(map_size, HAK_SS_SIZE, 0, false);
+        h = align > HAK_SS_SIZE
+                ? hak_region_map_new(map_size, align, HAK_SS_SIZE, false, HAK_REGION_HUGE_BODY)
+                : hak_region_map_new(map_size, HAK_SS_SIZE, 0, false, HAK_REGION_HUGE_BODY);
         if (h == NULL)
             return NULL;
     }
@@ -220,19 +216,26 @@ void *hak_huge_realloc(void *p, size_t n)
     size_t need = round_up(off + n, HAK_SS_SIZE);
     size_t usable = round_up(off + n, HAK_OS_PAGE) - off;
     if (need > h->map_size) {
+        char *end = (char *)h + h->map_size;
         if (hak_os_grow(h, h->map_size, need)) {
-            for (char *c = (char *)h + h->map_size; c < (char *)h + need; c += HAK_SS_SIZE)
-                __atomic_store_n(&hak_region_map[(uintptr_t)c >> HAK_SS_SHIFT],
-                                 HAK_REGION_HUGE_BODY, __ATOMIC_RELAXED);
-            h->map_size = need;
-        } else {
+            if (hak_region_claim(end, need - h->map_size, HAK_REGION_HUGE_BODY))
+                h->map_size = need;
+            else    /* the new chunks' indexes are taken: move instead */
+                hak_os_unmap(end, need - h->map_size);
+        }
+        if (h->map_size != need) {
             size_t align = h->align > HAK_SS_SIZE ? h->align : HAK_SS_SIZE;
             size_t old_size = h->map_size;
             char *old = (char *)h;
-            char *moved = hak_os_move(old, old_size, need, align,
-                                      h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0);
+            char *moved = hak_region_map_new(need, align, h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0,
+                                             true, HAK_REGION_HUGE_BODY);
             if (moved == NULL)
                 return NULL;
+            if (!hak_os_move(old, old_size, moved, need)) {
+                hak_region_release(moved, moved + need);
+                hak_os_unmap(moved, need);
+                return NULL;
+            }
             h = (huge_hdr_t *)moved;
             h->user = moved + off;
             h->map_size = need;

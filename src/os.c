@@ -100,22 +100,17 @@ bool hak_os_grow(void *p, size_t old_size, size_t new_size)
     return true;
 }
 
-/* Moves the mapping [p, p + old_size) to a new place of new_size bytes
- * aligned as hak_os_map_aligned(new_size, align, offset) would be: the
- * pages move, nothing is copied.  Returns the new address or NULL. */
-void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t align, size_t offset)
+/* Moves the mapping [p, p + old_size) onto the reservation [to, to +
+ * new_size), which replaces: the pages move, nothing is copied.  On failure
+ * both stay as they were. */
+bool hak_os_move(void *p, size_t old_size, void *to, size_t new_size)
 {
-    char *to = hak_os_map_aligned(new_size, align, offset, true);
-    if (to == NULL)
-        return NULL;
-    if (mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) {
-        hak_os_unmap(to, new_size);
-        return NULL;
-    }
+    if (mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED)
+        return false;
     /* The reservation at `to` was replaced; the old range is gone. */
     atomic_fetch_sub_explicit(&mapped_bytes, old_size, memory_order_relaxed);
     hak_stat_add(HAK_STAT_OS_REMAPS, 1);
-    return to;
+    return true;
 }
 
 /* Maps size bytes at an address p aligned to HAK_SS_SIZE with

@@ -16,12 +16,66 @@
  * bytes in slabs if that is more; one more is purged at once, so a program
  * that frees everything returns near its starting RSS.
  */
+#include <errno.h>
 #include "types.h"
 #ifdef HAK_ASAN
 #include <sanitizer/asan_interface.h>   /* make asan: see api.c */
 #endif
 
-uint8_t hak_region_map[HAK_MAP_ENTRIES];
+uint64_t hak_region_map[HAK_MAP_ENTRIES];
+
+#define CLAIM_TRIES 8      /* mappings kept aside while looking for free indexes */
+
+bool hak_region_claim(const char *p, size_t size, unsigned kind)
+{
+    for (const char *q = p; q < p + size; q += HAK_SS_SIZE) {
+        uintptr_t c = (uintptr_t)q >> HAK_SS_SHIFT;
+        uint64_t none = 0;
+        if (!__atomic_compare_exchange_n(hak_region_slot(c), &none, hak_region_entry(c, kind),
+                                         false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            hak_region_release(p, q);
+            return false;
+        }
+    }
+    return true;
+}
+
+void hak_region_set(const char *p, unsigned kind)
+{
+    uintptr_t c = (uintptr_t)p >> HAK_SS_SHIFT;
+    __atomic_store_n(hak_region_slot(c), hak_region_entry(c, kind), __ATOMIC_RELAXED);
+}
+
+void hak_region_release(const char *from, const char *to)
+{
+    for (const char *q = from; q < to; q += HAK_SS_SIZE)
+        __atomic_store_n(hak_region_slot((uintptr_t)q >> HAK_SS_SHIFT), 0, __ATOMIC_RELAXED);
+}
+
+/* Mappings whose indexes are taken are held while the next is made, so that
+ * the OS hands out another address, and given back at the end. */
+char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_only, unsigned kind)
+{
+    char *held[CLAIM_TRIES];
+    unsigned n = 0;
+    char *p;
+    for (;;) {
+        p = hak_os_map_aligned(size, align, offset, reserve_only);
+        if (p == NULL || hak_region_claim(p, size, kind))
+            break;
+        if (n == CLAIM_TRIES) {
+            hak_os_unmap(p, size);
+            p = NULL;
+            break;
+        }
+        held[n++] = p;
+    }
+    while (n > 0)
+        hak_os_unmap(held[--n], size);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
 
 #define ARENA_MAX    (16 * HAK_SS_SIZE)
 #define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much */
@@ -183,18 +237,16 @@ static hak_superslab_t *ss_carve(void)
         size_t size = arena_size;
         if (arena_size < ARENA_MAX)
             arena_size *= 2;
-        char *p = hak_os_map_aligned(size, HAK_SS_SIZE, 0, true);
+        char *p = hak_region_map_new(size, HAK_SS_SIZE, 0, true, HAK_REGION_SS);
         if (p == NULL) {
             size = HAK_SS_SIZE;   /* short of address space: one at a time */
-            p = hak_os_map_aligned(size, HAK_SS_SIZE, 0, true);
+            p = hak_region_map_new(size, HAK_SS_SIZE, 0, true, HAK_REGION_SS);
             if (p == NULL)
                 return NULL;
         }
         arena_next = p;
         arena_end = p + size;
         arena_bytes += size;
-        for (char *q = p; q < arena_end; q += HAK_SS_SIZE)
-            hak_region_map[(uintptr_t)q >> HAK_SS_SHIFT] = HAK_REGION_SS;
     }
     hak_superslab_t *ss = (hak_superslab_t *)arena_next;
     arena_next += HAK_SS_SIZE;

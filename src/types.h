@@ -95,8 +95,8 @@
 #define HAK_PAGE_SHIFT    16                        /* 64 KiB slab page       */
 #define HAK_PAGE_SIZE     ((size_t)1 << HAK_PAGE_SHIFT)
 #define HAK_SS_PAGES      64
-#define HAK_ADDR_BITS     47                        /* user space on x86-64   */
-#define HAK_MAP_ENTRIES   ((size_t)1 << (HAK_ADDR_BITS - HAK_SS_SHIFT))
+#define HAK_MAP_BITS      18                        /* region map: a 1 TiB window */
+#define HAK_MAP_ENTRIES   ((size_t)1 << HAK_MAP_BITS)
 #define HAK_OS_PAGE       4096
 
 /* ---- tiers --------------------------------------------------------------- */
@@ -116,12 +116,59 @@ enum {
     HAK_REGION_HUGE_PREV,  /* Huge block whose header is one chunk below      */
     HAK_REGION_HUGE_BODY,  /* the rest of a Huge mapping: no block starts here */
 };
-extern uint8_t hak_region_map[HAK_MAP_ENTRIES] HAK_HIDDEN;
+/* The region map: what each 4 MiB chunk of the address space holds.  The
+ * entry of chunk c = a >> HAK_SS_SHIFT sits at index c mod HAK_MAP_ENTRIES:
+ *     entry = (c + 1) | (kind - HAK_REGION_SS) << 48        (c < 2^42)
+ * so it names its chunk exactly: an index holding 0, or the entry of another
+ * chunk (a multiple of 1 TiB away), says "not HAKMEM's" for c, and for any
+ * 64-bit a.  Entries are claimed with a compare-and-swap (hak_region_claim);
+ * a mapping one of whose chunks finds its index taken is given back and
+ * another made.  2 MiB of .bss, where a flat map of the 47-bit space took
+ * 32 MiB (VmSize, ulimit -v); the fast path's test for a SuperSlab is still
+ * one load and one compare, with c + 1 for the 47-bit test. */
+extern uint64_t hak_region_map[HAK_MAP_ENTRIES] HAK_HIDDEN;
+#define HAK_REGION_KIND_SHIFT 48
+
+static inline uint64_t hak_region_entry(uintptr_t c, unsigned kind)
+{
+    return ((uint64_t)c + 1) | (uint64_t)(kind - HAK_REGION_SS) << HAK_REGION_KIND_SHIFT;
+}
+
+static inline uint64_t *hak_region_slot(uintptr_t c)
+{
+    return &hak_region_map[c & (HAK_MAP_ENTRIES - 1)];
+}
 
 static inline unsigned hak_region_of(uintptr_t a)
 {
-    return (a >> HAK_ADDR_BITS) ? HAK_REGION_NONE : hak_region_map[a >> HAK_SS_SHIFT];
+    uintptr_t c = a >> HAK_SS_SHIFT;
+    uint64_t e = __atomic_load_n(hak_region_slot(c), __ATOMIC_RELAXED);
+    if ((e & (((uint64_t)1 << HAK_REGION_KIND_SHIFT) - 1)) != (uint64_t)c + 1)
+        return HAK_REGION_NONE;
+    return (unsigned)(e >> HAK_REGION_KIND_SHIFT) + HAK_REGION_SS;
 }
+
+/* a lies in a SuperSlab: the free fast path's test.  A plain load, which
+ * GCC folds into the compare (a relaxed atomic one it does not: +1
+ * instruction).  SuperSlab entries never change once claimed (arenas are
+ * never unmapped), so a racing read can only be of a Huge entry, which is
+ * not the SuperSlab value before or after. */
+static inline bool hak_region_is_ss(uintptr_t a)
+{
+    uintptr_t c = a >> HAK_SS_SHIFT;
+    return *hak_region_slot(c) == hak_region_entry(c, HAK_REGION_SS);
+}
+
+/* Claims the chunks of [p, p + size) (p 4 MiB aligned) as kind: false, with
+ * none claimed, if an index is taken.  set changes one claimed chunk's kind;
+ * release gives the chunks of [from, to) back. */
+HAK_HIDDEN bool hak_region_claim(const char *p, size_t size, unsigned kind);
+HAK_HIDDEN void hak_region_set(const char *p, unsigned kind);
+HAK_HIDDEN void hak_region_release(const char *from, const char *to);
+/* hak_os_map_aligned, then the chunks claimed as kind (another mapping
+ * tried while one finds its indexes taken); NULL (ENOMEM) if none can be. */
+HAK_HIDDEN char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_only,
+                                    unsigned kind);
 
 /* ---- blocks and slabs ----------------------------------------------------- */
 /* A free block: the free-list link, then, with HAKMEM_CHECK, the free mark
@@ -333,7 +380,7 @@ HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
 HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
 HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_only);
 HAK_HIDDEN bool  hak_os_grow(void *p, size_t old_size, size_t new_size);
-HAK_HIDDEN void *hak_os_move(void *p, size_t old_size, size_t new_size, size_t align, size_t offset);
+HAK_HIDDEN bool  hak_os_move(void *p, size_t old_size, void *to, size_t new_size);
 HAK_HIDDEN void  hak_os_fault_init(void);
 HAK_HIDDEN size_t hak_os_mapped(void);      /* bytes HAKMEM holds mapped now */
 HAK_HIDDEN uint64_t hak_now_ms(void);

@@ -3,11 +3,14 @@
  * library built without its malloc overrides). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -473,6 +476,52 @@ static void test_owns(void)
                                UINTPTR_MAX & ~(uintptr_t)15, UINTPTR_MAX - 4095 };
     for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++)
         CHECK(hak_owns((const void *)wild[i]) == 0, "hak_owns(%#lx)", (unsigned long)wild[i]);
+
+    /* The region map has one entry per 4 MiB chunk of a 1 TiB window: a chunk
+     * a multiple of 1 TiB away from one of HAKMEM's (same index) must not
+     * pass for it.  Memory of our own mapped there, at the same offset as a
+     * Tiny and a Huge block: hak_owns says no, and hak_free (in a child)
+     * reports an invalid pointer. */
+    void *tiny = hak_malloc(48), *huge = hak_malloc(3 * MiB);
+    int aliased = 0;
+    for (int k = -3; k <= 3; k++) {
+        for (int which = 0; which < 2 && k != 0; which++) {
+            uintptr_t b = (uintptr_t)(which ? huge : tiny);
+            uintptr_t chunk = (b & ~(uintptr_t)(4 * MiB - 1)) + (uintptr_t)k * ((uintptr_t)1 << 40);
+            if ((intptr_t)chunk <= 0 || chunk >= ((uintptr_t)1 << 47) - 4 * MiB)
+                continue;
+            char *q = mmap((void *)chunk, 4 * MiB, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (q == MAP_FAILED)
+                continue;
+            if ((uintptr_t)q != chunk) {    /* an old kernel took it as a hint */
+                munmap(q, 4 * MiB);
+                continue;
+            }
+            char *alias = q + (b & (4 * MiB - 1));
+            aliased++;
+            CHECK(hak_owns(alias) == 0, "hak_owns(%p), 1 TiB x %d from block %p", (void *)alias, k,
+                  (void *)b);
+            pid_t pid = fork();
+            if (pid == 0) {
+                int devnull = open("/dev/null", O_WRONLY);
+                dup2(devnull, 2);          /* the one-line report is test_errors' business */
+                hak_free(alias);
+                _exit(0);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+                  "hak_free(%p), 1 TiB x %d from block %p: status %#x, not an abort",
+                  (void *)alias, k, (void *)b, st);
+            munmap(q, 4 * MiB);
+        }
+    }
+    printf("  region map: %d mappings 1 TiB multiples away from HAKMEM's blocks, none taken for "
+           "them\n", aliased);
+    CHECK(aliased >= 2, "only %d of the aliasing mappings could be made", aliased);
+    hak_free(tiny);
+    hak_free(huge);
 
     /* p+1 is never the start of a block; interior of one-block regions either */
     const size_t sz[] = { 1, 8, 16, 24, 100, 1000, 1024, 1025, 5000, 65536, 65537, 1 * MiB, 3 * MiB };
