@@ -133,6 +133,13 @@ bench-suite:
 	@python3 scripts/bench_suite.py --folder "$(MIMALLOC_BENCH)" \
 		$(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
 
+# The standard security set (MIMALLOC_BENCH/bench/security): 37 programs at
+# three block sizes, each committing one memory error, under HAKMEM,
+# HAKMEM_CHECK=1 and glibc; prints how many each catches (~10 s).
+.PHONY: security
+security: lib
+	@python3 scripts/security.py --folder "$(MIMALLOC_BENCH)" $(SECURITY_ARGS)
+
 # libFuzzer harness over the hak_* API (clang, ASan+UBSan): builds
 # build/fuzz/fuzz_alloc and fuzzes FUZZ_SECONDS (default 60) from a copy of
 # tests/fuzz/corpus in build/fuzz/; fails on any crash.
