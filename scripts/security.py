@@ -78,7 +78,8 @@ def caught(exe, env_add):
         env.pop(k, None)
     env.update(env_add)
     try:
-        r = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+        r = subprocess.run([exe], env=env, capture_output=True, text=True, errors="replace",
+                           timeout=TIMEOUT_S,
                            cwd=BUILD_DIR)
         return "NOT_CAUGHT" not in r.stdout
     except subprocess.TimeoutExpired:

@@ -69,6 +69,8 @@ static bool is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 void *hak_alloc_aligned(size_t align, size_t n)
 {
+    if (HAK_UNLIKELY(hak_check_mode))
+        return hak_check_alloc(n, align);
     if (align <= 8)
         return hak_malloc_fast(n);
     if (align <= 16)
@@ -95,8 +97,8 @@ void *hak_calloc_impl(size_t count, size_t size)
     /* A Large block is the only block of its slab: if the slab was made of
      * pages that read as zero, so does the block.  (Large blocks freed by
      * other threads are shipped home at once, never handed out elsewhere.) */
-    if (n > HAK_MID_MAX && hak_slab_of(hak_ss_of(p), p)->zeroed)
-        return p;
+    if (n > HAK_MID_MAX && !hak_check_mode && hak_slab_of(hak_ss_of(p), p)->zeroed)
+        return p;                   /* (check mode's guard pattern is in the block) */
     asan_open(p);
     memset(p, 0, n);
     return p;
@@ -116,6 +118,8 @@ size_t hak_usable_impl(const void *p, const char *call)
     if (p == NULL)
         return 0;
     hak_slab_t *s = live_block_slab(p, call);
+    if (s && hak_check_mode)
+        return hak_check_size((void *)p, s);    /* the guard starts there */
     return s ? s->bsize : hak_huge_usable(p);
 }
 
@@ -131,8 +135,8 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
     hak_slab_t *s = live_block_slab(p, call);
     size_t old;
     if (s != NULL) {
-        old = s->bsize;
-        if (n <= old && n >= old / 2)
+        old = hak_check_mode ? hak_check_size(p, s) : s->bsize;
+        if (n <= old && n >= old / 2 && !hak_check_mode)   /* check mode: new guards */
             return p;
     } else {
         old = hak_huge_usable(p);

@@ -18,7 +18,7 @@
 
 #include "types.h"
 
-static inline void *hak_malloc_class(unsigned c)
+static inline void *hak_malloc_class(unsigned c, size_t n)
 {
     hak_slab_t *s = hak_tls.cur[c];
     hak_block_t *b = s->free;
@@ -28,7 +28,7 @@ static inline void *hak_malloc_class(unsigned c)
         s->used++;
         return b;
     }
-    return hak_alloc_class(c);
+    return hak_alloc_slow(n);       /* n, not c: it is still in its register */
 }
 
 /* Tiny and Mid each inline their own copy of the pop, so that the Tiny path
@@ -36,9 +36,9 @@ static inline void *hak_malloc_class(unsigned c)
 static inline void *hak_malloc_fast(size_t n)
 {
     if (HAK_LIKELY(n <= HAK_TINY_MAX))
-        return hak_malloc_class(hak_tiny_class[(n + 7) >> 3]);
+        return hak_malloc_class(hak_tiny_class[(n + 7) >> 3], n);
     if (n <= HAK_MID_MAX)
-        return hak_malloc_class(hak_class_of(n));
+        return hak_malloc_class(hak_class_of(n), n);
     return hak_alloc_slow(n);
 }
 

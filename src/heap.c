@@ -140,8 +140,10 @@ static void slab_carve(hak_slab_t *s)
         ((hak_block_t *)q)->next = (hak_block_t *)(q + bs);
     ((hak_block_t *)(stop - bs))->next = s->free;
     if (hak_check_mode)
-        for (char *q = p; q < stop; q += bs)
+        for (char *q = p; q < stop; q += bs) {
             ((hak_block_t *)q)->mark = hak_mark_of(q);
+            hak_check_carved(q, bs);
+        }
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
 }
@@ -442,6 +444,7 @@ void *hak_alloc_class(unsigned cls)
         b = s->free;
         if (t->rec->check) {
             check_free_block(b);
+            hak_check_handed_out(b);
             b->mark = 0;
         }
     }
@@ -450,8 +453,12 @@ void *hak_alloc_class(unsigned cls)
     return b;
 }
 
+/* Every malloc the fast path cannot serve: n, the size asked for, is what
+ * check mode's guards need. */
 void *hak_alloc_slow(size_t n)
 {
+    if (HAK_UNLIKELY(hak_check_mode))
+        return hak_check_alloc(n, 0);
     if (n > HAK_LARGE_MAX)
         return hak_huge_alloc(n, 0, false);
     return hak_alloc_class(hak_class_of(n));

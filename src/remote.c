@@ -513,6 +513,7 @@ void hak_free_slow(void *p, const char *call)
     if (hak_check_mode) {
         if (hak_block_is_free(p))
             hak_fatal(call, "double free", p);
+        hak_check_freeing(p, s, call);
         ((hak_block_t *)p)->mark = hak_mark_of(p);
     }
     free_by_owner(&hak_tls, s, (hak_block_t *)p, call);

@@ -406,6 +406,12 @@ HAK_HIDDEN void hak_pool_figures(size_t *mapped, size_t *committed, size_t *supe
 /* ---- heaps (heap.c): what the owning thread does ------------------------------ */
 HAK_HIDDEN void *hak_alloc_slow(size_t n);
 HAK_HIDDEN void *hak_alloc_class(unsigned cls);
+/* HAKMEM_CHECK's guards around blocks (check.c) */
+HAK_HIDDEN void *hak_check_alloc(size_t n, size_t align);
+HAK_HIDDEN void hak_check_carved(void *p, size_t bsize);
+HAK_HIDDEN void hak_check_handed_out(void *p);
+HAK_HIDDEN void hak_check_freeing(void *p, const hak_slab_t *s, const char *call);
+HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);

@@ -13,6 +13,7 @@
  * exits 0 with nothing on stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -244,6 +245,38 @@ static void write_after_free(int fd, size_t n)
         (void)launder(malloc(n));
 }
 
+/* HAKMEM_CHECK=1: a write past the n bytes asked for (at offset n + k),
+ * then the free. */
+static void overflow(int fd, size_t n, size_t k)
+{
+    char *p = filled(n);
+    report_ptr(fd, p);
+    ((char *)launder(p))[n + k] ^= 1;
+    free(p);
+}
+
+/* HAKMEM_CHECK=1: a write k bytes before a block that follows another
+ * (allocated in pairs until two are adjacent), then the free. */
+static void underflow(int fd, size_t n, size_t k)
+{
+    for (int i = 0; i < 1000; i++) {
+        char *a = filled(n), *b = filled(n);
+        if (b > a && (size_t)(b - a) < n + 128) {
+            report_ptr(fd, b);
+            ((char *)launder(b))[-(ptrdiff_t)k] ^= 1;
+            free(b);
+            return;
+        }
+    }
+    _exit(96);
+}
+
+static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
+static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
+static void c_of_mid_1(int fd) { overflow(fd, 5000, 0); }
+static void c_of_large_1(int fd) { overflow(fd, 100000, 0); }
+static void c_uf_tiny_1(int fd) { underflow(fd, 24, 1); }
+static void c_uf_mid_32(int fd) { underflow(fd, 5000, 32); }
 static void c_df_tiny(int fd) { double_free(fd, 48); }
 static void c_df_mid(int fd) { double_free(fd, 5000); }
 static void c_df_large(int fd) { double_free(fd, 100000); }
@@ -310,6 +343,12 @@ static const struct bad_case bad_cases[] = {
     { "free-stack", c_stack, "free", "invalid pointer", NULL, 0 },
     { "free-global", c_global, "free", "invalid pointer", NULL, 0 },
     { "write-after-free-tiny", c_waf_tiny, "malloc", "heap corruption (freed block modified)", NULL, 1 },
+    { "overflow-tiny-1", c_of_tiny_1, "free", "buffer overflow", NULL, 1 },
+    { "overflow-tiny-32", c_of_tiny_32, "free", "buffer overflow", NULL, 1 },
+    { "overflow-mid-1", c_of_mid_1, "free", "buffer overflow", NULL, 1 },
+    { "overflow-large-1", c_of_large_1, "free", "buffer overflow", NULL, 1 },
+    { "underflow-tiny-1", c_uf_tiny_1, "free", "buffer underflow", NULL, 1 },
+    { "underflow-mid-32", c_uf_mid_32, "free", "buffer underflow", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
 
