@@ -13,7 +13,11 @@
  * block's own guard (an overflow of up to GUARD bytes past n, or one that
  * rewrites the trailer) and the guard of the block before it (an underflow
  * of up to GUARD + 8 bytes) are checked; when a block is handed out again
- * its free pattern is (a write after free).  Huge blocks have no guard. */
+ * its free pattern is (a write after free).  Huge blocks have no guard.
+ *
+ * A freed block is also held back in its thread's quarantine (a FIFO of up
+ * to QUARANTINE_BYTES) before it really goes back, so that it is not handed
+ * out again at once, and a write after its free is found when it leaves. */
 #include <string.h>
 #include "types.h"
 
@@ -21,6 +25,14 @@
 #define TRAILER  8
 #define PATTERN  0xcb
 #define FREE_N   ((size_t)1 << 40)       /* no block is this big */
+#define QUARANTINE_BYTES ((size_t)4 << 20)
+#define QUARANTINE_SLOTS 4096
+
+static __thread struct {
+    void *block[QUARANTINE_SLOTS];
+    unsigned head, n;                     /* oldest at head */
+    size_t bytes;
+} quarantine;
 
 static uint64_t *trailer_of(void *p, size_t bsize)
 {
@@ -55,13 +67,28 @@ static bool guard_intact(void *p, size_t bsize)
     return pattern_intact(from, (const char *)p + bsize - TRAILER);
 }
 
+/* The same for a block another thread may be handing out or freeing as we
+ * read: its trailer changes before its owner writes to it (a handed-out
+ * block) or after its pattern is written (a freed one), so a scan with the
+ * same trailer before and after read a consistent block. */
+static bool neighbour_intact(void *p, size_t bsize)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        uint64_t t = __atomic_load_n(trailer_of(p, bsize), __ATOMIC_ACQUIRE);
+        bool ok = guard_intact(p, bsize);
+        if (__atomic_load_n(trailer_of(p, bsize), __ATOMIC_ACQUIRE) == t)
+            return ok;
+    }
+    return true;                    /* changing all the time: in use, not damaged */
+}
+
 static void guard_set(void *p, size_t bsize, size_t n)
 {
     size_t from = n == FREE_N ? 2 * sizeof(void *) : n;
     if (bsize < from + TRAILER)
         return;                     /* a block too small for a guard: never handed out here */
     memset((char *)p + from, PATTERN, bsize - TRAILER - from);
-    *trailer_of(p, bsize) = encode(p, n);
+    __atomic_store_n(trailer_of(p, bsize), encode(p, n), __ATOMIC_RELEASE);
 }
 
 void hak_check_carved(void *p, size_t bsize) { guard_set(p, bsize, FREE_N); }
@@ -99,7 +126,53 @@ void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
     size_t b = s->bsize;
     if (!guard_intact(p, b) || stored_n(p, b) == FREE_N)
         hak_fatal(call, "buffer overflow", p);
-    if ((char *)p - b >= s->start && !guard_intact((char *)p - b, b))
+    char *before = (char *)p - b;
+    if (before >= s->start && !neighbour_intact(before, b)) {
+        /* A free block before, damaged away from its end: it was written
+         * to after its free.  Damage in its last GUARD + TRAILER bytes came
+         * from p's side. */
+        if (stored_n(before, b) == FREE_N &&
+            !pattern_intact(before + 2 * sizeof(void *), (char *)p - GUARD - TRAILER))
+            hak_fatal(call, "write after free", before);
         hak_fatal(call, "buffer underflow", p);
+    }
     guard_set(p, b, FREE_N);
 }
+
+/* A block leaving the quarantine: its free pattern must be intact. */
+static void *released(void *b)
+{
+    hak_slab_t *s = hak_slab_of(hak_ss_of(b), b);
+    if (!hak_block_is_free(b) || !guard_intact(b, s->bsize))
+        hak_fatal("free", "write after free", b);
+    quarantine.bytes -= s->bsize;
+    return b;
+}
+
+/* p, freed (guarded and marked), is held back; returns the block to free
+ * now (the oldest, when the quarantine is full), or NULL. */
+void *hak_check_hold(void *p, size_t bsize)
+{
+    void *out = NULL;
+    if (quarantine.n == QUARANTINE_SLOTS || quarantine.bytes + bsize > QUARANTINE_BYTES) {
+        out = hak_check_release();
+        if (out == NULL)
+            return p;                   /* bigger than the whole quarantine */
+    }
+    quarantine.block[(quarantine.head + quarantine.n) % QUARANTINE_SLOTS] = p;
+    quarantine.n++;
+    quarantine.bytes += bsize;
+    return out;
+}
+
+/* The oldest held block, checked, or NULL if none is held. */
+void *hak_check_release(void)
+{
+    if (quarantine.n == 0)
+        return NULL;
+    void *b = quarantine.block[quarantine.head];
+    quarantine.head = (quarantine.head + 1) % QUARANTINE_SLOTS;
+    quarantine.n--;
+    return released(b);
+}
+

@@ -133,6 +133,13 @@ static void slab_carve(hak_slab_t *s)
 {
     size_t bs = s->bsize;
     char *p = s->bump;
+    if (p == s->start && hak_slab_guards(s)) {
+        /* Check mode: the first block stays a free guard, so that an
+         * underflow of the one after it is found (check.c). */
+        ((hak_block_t *)p)->mark = hak_mark_of(p);
+        hak_check_carved(p, bs);
+        p += bs;
+    }
     char *stop = p + (bs >= CARVE_BYTES ? bs : CARVE_BYTES - CARVE_BYTES % bs);
     if (stop > s->end)
         stop = s->end;
@@ -288,6 +295,8 @@ void hak_heap_thread_exit(void *arg)
     hak_heap_rec_t *r = t->rec;
     /* Blocks that came home, then those held for others; both may make this
      * thread adopt a slab, which it then retires with its own. */
+    if (hak_check_mode)
+        hak_check_flush();          /* the blocks it held back */
     hak_inbox_close(t);
     hak_foreign_ship_all(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
@@ -511,6 +520,8 @@ int hak_heap_trim(void)
     int released = 0;
     if (t->rec == NULL)
         return 0;
+    if (hak_check_mode)
+        hak_check_flush();
     hak_remote_trim(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_slab_t *s = *hak_cur_slot(t, c);

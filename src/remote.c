@@ -515,8 +515,18 @@ void hak_free_slow(void *p, const char *call)
             hak_fatal(call, "double free", p);
         hak_check_freeing(p, s, call);
         ((hak_block_t *)p)->mark = hak_mark_of(p);
+        if ((p = hak_check_hold(p, s->bsize)) == NULL)
+            return;
+        s = slab_of_block(p);
     }
     free_by_owner(&hak_tls, s, (hak_block_t *)p, call);
+}
+
+/* Check mode: the quarantine emptied (thread exit, malloc_trim). */
+void hak_check_flush(void)
+{
+    for (void *b; (b = hak_check_release()) != NULL;)
+        free_by_owner(&hak_tls, slab_of_block(b), (hak_block_t *)b, "free");
 }
 
 /* The fast path found p's slab s but not as its owner (or p is not a block
@@ -573,7 +583,8 @@ void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s)
     }
     uint32_t pin = hak_slab_pin(s->list, s->bsize);
     hak_assert(s->used >= pin);
-    hak_assert((size_t)(s->bump - s->start) / s->bsize == nfree + s->used - pin);
+    hak_assert((size_t)(s->bump - s->start) / s->bsize ==
+               (s->bump > s->start ? hak_slab_guards(s) : 0) + nfree + s->used - pin);
     switch (s->list) {
     case HAK_LIST_CUR:
         hak_assert(t && o == hak_heap_id(t) && !s->parked);

@@ -408,10 +408,19 @@ HAK_HIDDEN void *hak_alloc_slow(size_t n);
 HAK_HIDDEN void *hak_alloc_class(unsigned cls);
 /* HAKMEM_CHECK's guards around blocks (check.c) */
 HAK_HIDDEN void *hak_check_alloc(size_t n, size_t align);
+/* Blocks of s that, once carved, are neither free nor handed out: in check
+ * mode the first of a slab of two or more is a guard (heap.c carves it so). */
+static inline unsigned hak_slab_guards(const hak_slab_t *s)
+{
+    return hak_check_mode && (size_t)(s->end - s->start) >= 2 * (size_t)s->bsize;
+}
 HAK_HIDDEN void hak_check_carved(void *p, size_t bsize);
 HAK_HIDDEN void hak_check_handed_out(void *p);
 HAK_HIDDEN void hak_check_freeing(void *p, const hak_slab_t *s, const char *call);
 HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
+HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
+HAK_HIDDEN void *hak_check_release(void);
+HAK_HIDDEN void hak_check_flush(void);      /* remote.c: every held block freed */
 HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
