@@ -250,6 +250,8 @@ void *hak_pvalloc(size_t size)
 
 int hak_trim(size_t pad)
 {
+    if (hak_check_mode)
+        hak_check_heap();
     int released = hak_heap_trim() | hak_huge_trim();
     return hak_pool_trim() | released;
 }

@@ -17,7 +17,8 @@
  *
  * A freed block is also held back in its thread's quarantine (a FIFO of up
  * to QUARANTINE_BYTES) before it really goes back, so that it is not handed
- * out again at once, and a write after its free is found when it leaves. */
+ * out again at once, and a write after its free is found when it leaves.
+ * malloc_trim checks every block's guard (hak_check_heap). */
 #include <string.h>
 #include "types.h"
 
@@ -175,4 +176,20 @@ void *hak_check_release(void)
     quarantine.n--;
     return released(b);
 }
+
+/* Every carved block of s: a live block's guard, a free one's pattern. */
+static void verify_slab(hak_slab_t *s, void *arg)
+{
+    size_t b = s->bsize;
+    if (b < 2 * sizeof(void *) + GUARD + TRAILER)
+        return;                         /* a class check mode never hands out */
+    char *bump = __atomic_load_n(&s->bump, __ATOMIC_RELAXED);
+    for (char *p = s->start; p + b <= bump; p += b)
+        if (!neighbour_intact(p, b))
+            hak_fatal("malloc_trim", "heap corruption", p);
+}
+
+/* malloc_trim(0) in check mode: the whole heap's guards (racing threads'
+ * blocks read as neighbours are). */
+void hak_check_heap(void) { hak_pool_walk(verify_slab, NULL); }
 

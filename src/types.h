@@ -421,6 +421,7 @@ HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
 HAK_HIDDEN void *hak_check_release(void);
 HAK_HIDDEN void hak_check_flush(void);      /* remote.c: every held block freed */
+HAK_HIDDEN void hak_check_heap(void);
 HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);

@@ -272,6 +272,16 @@ static void underflow(int fd, size_t n, size_t k)
     _exit(96);
 }
 
+/* HAKMEM_CHECK=1: an overflow of a block that stays live, found by
+ * malloc_trim's walk of the heap. */
+static void overflow_trim(int fd)
+{
+    char *p = filled(200);
+    report_ptr(fd, p);
+    ((char *)launder(p))[200 + 5] ^= 1;
+    malloc_trim(0);
+}
+
 static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
 static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
 static void c_of_mid_1(int fd) { overflow(fd, 5000, 0); }
@@ -350,6 +360,7 @@ static const struct bad_case bad_cases[] = {
     { "overflow-large-1", c_of_large_1, "free", "buffer overflow", NULL, 1 },
     { "underflow-tiny-1", c_uf_tiny_1, "free", "buffer underflow", NULL, 1 },
     { "underflow-mid-32", c_uf_mid_32, "free", "buffer underflow", NULL, 1 },
+    { "overflow-found-by-trim", overflow_trim, "malloc_trim", "heap corruption", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
 
