@@ -26,6 +26,7 @@
 #define TRAILER  8
 #define PATTERN  0xcb
 #define FREE_N   ((size_t)1 << 40)       /* no block is this big */
+#define FREE_HEAD (2 * sizeof(void *))   /* a free block's link and mark */
 #define QUARANTINE_BYTES ((size_t)4 << 20)
 #define QUARANTINE_SLOTS 4096
 
@@ -40,13 +41,21 @@ static uint64_t *trailer_of(void *p, size_t bsize)
     return (uint64_t *)((char *)p + bsize - TRAILER);
 }
 
-static uint64_t encode(const void *p, size_t n) { return (uint64_t)n ^ hak_free_key ^ (uintptr_t)p; }
+/* Its own inverse: encode(p, encode(p, n)) == n. */
+static uint64_t encode(const void *p, uint64_t n) { return n ^ hak_free_key ^ (uintptr_t)p; }
+
+/* A block of bsize can carry a free block's guard (classes check mode hands
+ * out are bigger still). */
+static bool guardable(size_t bsize) { return bsize >= FREE_HEAD + TRAILER; }
+
+/* Where the pattern starts in a block holding n (FREE_N: a free block). */
+static size_t guard_from(size_t n) { return n == FREE_N ? FREE_HEAD : n; }
 
 /* The n a block's trailer holds (FREE_N for a free block), or SIZE_MAX if
  * the trailer is damaged. */
 static size_t stored_n(void *p, size_t bsize)
 {
-    size_t n = (size_t)(*trailer_of(p, bsize) ^ hak_free_key ^ (uintptr_t)p);
+    size_t n = (size_t)encode(p, *trailer_of(p, bsize));
     return n == FREE_N || n + GUARD + TRAILER <= bsize ? n : SIZE_MAX;
 }
 
@@ -64,8 +73,7 @@ static bool guard_intact(void *p, size_t bsize)
     size_t n = stored_n(p, bsize);
     if (n == SIZE_MAX)
         return false;
-    const char *from = (const char *)p + (n == FREE_N ? 2 * sizeof(void *) : n);
-    return pattern_intact(from, (const char *)p + bsize - TRAILER);
+    return pattern_intact((const char *)p + guard_from(n), (const char *)p + bsize - TRAILER);
 }
 
 /* The same for a block another thread may be handing out or freeing as we
@@ -85,19 +93,18 @@ static bool neighbour_intact(void *p, size_t bsize)
 
 static void guard_set(void *p, size_t bsize, size_t n)
 {
-    size_t from = n == FREE_N ? 2 * sizeof(void *) : n;
-    if (bsize < from + TRAILER)
-        return;                     /* a block too small for a guard: never handed out here */
+    size_t from = guard_from(n);
+    if (!guardable(bsize))
+        return;                     /* a class check mode never hands out */
     memset((char *)p + from, PATTERN, bsize - TRAILER - from);
     __atomic_store_n(trailer_of(p, bsize), encode(p, n), __ATOMIC_RELEASE);
 }
 
 void hak_check_carved(void *p, size_t bsize) { guard_set(p, bsize, FREE_N); }
 
-void hak_check_handed_out(void *p)
+void hak_check_handed_out(void *p, size_t bsize)
 {
-    hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
-    if (s->bsize >= 2 * sizeof(void *) + TRAILER && !guard_intact(p, s->bsize))
+    if (guardable(bsize) && !guard_intact(p, bsize))
         hak_fatal("malloc", "heap corruption (freed block modified)", p);
 }
 
@@ -133,7 +140,7 @@ void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
          * to after its free.  Damage in its last GUARD + TRAILER bytes came
          * from p's side. */
         if (stored_n(before, b) == FREE_N &&
-            !pattern_intact(before + 2 * sizeof(void *), (char *)p - GUARD - TRAILER))
+            !pattern_intact(before + FREE_HEAD, (char *)p - GUARD - TRAILER))
             hak_fatal(call, "write after free", before);
         hak_fatal(call, "buffer underflow", p);
     }
@@ -181,7 +188,7 @@ void *hak_check_release(void)
 static void verify_slab(hak_slab_t *s, void *arg)
 {
     size_t b = s->bsize;
-    if (b < 2 * sizeof(void *) + GUARD + TRAILER)
+    if (!guardable(b))
         return;                         /* a class check mode never hands out */
     char *bump = __atomic_load_n(&s->bump, __ATOMIC_RELAXED);
     for (char *p = s->start; p + b <= bump; p += b)

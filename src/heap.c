@@ -453,7 +453,7 @@ void *hak_alloc_class(unsigned cls)
         b = s->free;
         if (t->rec->check) {
             check_free_block(b);
-            hak_check_handed_out(b);
+            hak_check_handed_out(b, s->bsize);
             b->mark = 0;
         }
     }

@@ -231,6 +231,15 @@ typedef struct hak_slab {
 
 _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
 
+/* Blocks of s handed out, as another thread may read them for the
+ * statistics: owner-written fields read racily, a snapshot, not a lock. */
+static inline uint32_t hak_slab_out_snapshot(const hak_slab_t *s)
+{
+    uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+    uint32_t pin = hak_slab_pin(__atomic_load_n(&s->list, __ATOMIC_RELAXED), s->bsize);
+    return used > pin ? used - pin : 0;
+}
+
 typedef struct hak_superslab {
     hak_slab_t slabs[HAK_SS_PAGES]; /* descriptor of the slab starting at page i */
     uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
@@ -415,7 +424,7 @@ static inline unsigned hak_slab_guards(const hak_slab_t *s)
     return hak_check_mode && (size_t)(s->end - s->start) >= 2 * (size_t)s->bsize;
 }
 HAK_HIDDEN void hak_check_carved(void *p, size_t bsize);
-HAK_HIDDEN void hak_check_handed_out(void *p);
+HAK_HIDDEN void hak_check_handed_out(void *p, size_t bsize);
 HAK_HIDDEN void hak_check_freeing(void *p, const hak_slab_t *s, const char *call);
 HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
