@@ -93,9 +93,8 @@ bool hak_os_grow(void *p, size_t old_size, size_t new_size)
 {
     if (fault(new_size - old_size) || mremap(p, old_size, new_size, 0) == MAP_FAILED)
         return false;
-    size_t now = atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size,
-                                           memory_order_relaxed) + new_size - old_size;
-    hak_stat_raise(HAK_STAT_PEAK_MAPPED, now);
+    atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size, memory_order_relaxed);
+    raise_mapped_peak(p);
     hak_stat_add(HAK_STAT_OS_REMAPS, 1);
     return true;
 }

@@ -187,14 +187,11 @@ typedef struct {
     size_t nheap, heaps_beyond;
 } walk_t;
 
-/* Owner-written fields are read racily: a snapshot, as hak_pool_figures's. */
 static void walk_slab(hak_slab_t *s, void *arg)
 {
     walk_t *w = arg;
     struct hak_class_stats *c = &w->cls[s->cls];
-    uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
-    uint32_t pin = hak_slab_pin(__atomic_load_n(&s->list, __ATOMIC_RELAXED), s->bsize);
-    size_t out = used > pin ? used - pin : 0, bytes = (size_t)s->npages * HAK_PAGE_SIZE;
+    size_t out = hak_slab_out_snapshot(s), bytes = (size_t)s->npages * HAK_PAGE_SIZE;
     c->blocks_in_use += out;
     c->blocks_total += (size_t)(s->end - s->start) / s->bsize;
     c->slabs++;
@@ -285,47 +282,72 @@ static void put_permille(msg_t *m, unsigned long v)
 
 #define HEAPS_SHOWN 8
 
+/* Everything both reports say, gathered once: the figures in one table
+ * (the text's label, the JSON key, whether it is a peak), then the walk. */
+#define REPORT_ROWS 21
+typedef struct {
+    struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
+    struct hak_stats st;
+    walk_t w;
+} report_t;
+
+static void gather(report_t *r)
+{
+    struct hak_peaks pk;
+    hak_stats_get(&r->st);
+    hak_stats_peaks(&pk);
+    const struct hak_stats *st = &r->st;
+    size_t i = 0;
+#define ROW(label_, key_, v_, peak_) \
+    r->row[i].label = label_, r->row[i].key = key_, r->row[i].v = v_, r->row[i++].peak = peak_
+    ROW("mapped bytes", "mapped", st->mapped, false);
+    ROW("committed bytes", "committed", st->committed, false);
+    ROW("in-use bytes", "in_use", st->in_use, false);
+    ROW("huge in-use bytes", "huge_in_use", st->huge_in_use, false);
+    ROW("huge blocks", "huge_blocks", st->huge_blocks, false);
+    ROW("superslabs", "superslabs", st->superslabs, false);
+    ROW("slabs", "slabs", st->slabs, false);
+    ROW("os maps", "os_maps", st->os_maps, false);
+    ROW("os unmaps", "os_unmaps", st->os_unmaps, false);
+    ROW("os purges", "os_purges", st->os_purges, false);
+    ROW("os remaps", "os_remaps", atomic_load(&hak_stat[HAK_STAT_OS_REMAPS]), false);
+    ROW("remote frees", "remote_frees", st->remote_frees, false);
+    ROW("remote batches", "remote_batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES), false);
+    ROW("remote drains", "remote_drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS), false);
+    ROW("threads started", "threads_started", st->threads_started, false);
+    ROW("threads exited", "threads_exited", st->threads_exited, false);
+    ROW("idle slabs released", "idle_slabs_released", st->idle_slabs_released, false);
+    ROW("peak mapped bytes", "mapped", pk.mapped, true);
+    ROW("peak committed bytes", "committed", pk.committed, true);
+    ROW("peak slab bytes", "slab_bytes", pk.in_slabs, true);
+    ROW("peak huge in-use bytes", "huge_in_use", pk.huge_in_use, true);
+#undef ROW
+    hak_assert(i == REPORT_ROWS);
+    walk(&r->w);
+    sort_heaps(&r->w);
+}
+
 void hak_stats_print(int fd)
 {
-    struct hak_stats st;
-    struct hak_peaks pk;
-    hak_stats_get(&st);
-    hak_stats_peaks(&pk);
-    const struct { const char *name; size_t v; } rows[] = {
-        { "mapped bytes", st.mapped },         { "committed bytes", st.committed },
-        { "in-use bytes", st.in_use },         { "huge in-use bytes", st.huge_in_use },
-        { "huge blocks", st.huge_blocks },     { "superslabs", st.superslabs },
-        { "slabs", st.slabs },                 { "os maps", st.os_maps },
-        { "os unmaps", st.os_unmaps },         { "os purges", st.os_purges },
-        { "os remaps", atomic_load(&hak_stat[HAK_STAT_OS_REMAPS]) },
-        { "remote frees", st.remote_frees },
-        { "remote batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES) },
-        { "remote drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS) },
-        { "threads started", st.threads_started },
-        { "threads exited", st.threads_exited },
-        { "idle slabs released", st.idle_slabs_released },
-        { "peak mapped bytes", pk.mapped },    { "peak committed bytes", pk.committed },
-        { "peak slab bytes", pk.in_slabs },    { "peak huge in-use bytes", pk.huge_in_use },
-    };
-    walk_t w;
-    walk(&w);
-    sort_heaps(&w);
+    report_t r;
+    gather(&r);
+    const walk_t *w = &r.w;
     msg_t m = { .len = 0, .fd = fd };
     /* The pid tells apart the blocks of a program and its forked children. */
     put_str(&m, "HAKMEM statistics (pid ");
     put_dec(&m, (unsigned long)hak_os_pid());
     put_str(&m, ")\n");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    for (size_t i = 0; i < REPORT_ROWS; i++) {
         put_str(&m, "  ");
-        put_str(&m, rows[i].name);
+        put_str(&m, r.row[i].label);
         put_str(&m, ": ");
-        put_dec(&m, rows[i].v);
+        put_dec(&m, r.row[i].v);
         put_str(&m, "\n");
     }
     put_str(&m, "  tier: blocks in use / blocks in slabs, slabs, slab bytes, in-use bytes, fragmentation\n");
     for (unsigned t = 0; t < 3; t++) {
         size_t in_use;
-        struct hak_class_stats c = tier_sum(&w, t, &in_use);
+        struct hak_class_stats c = tier_sum(w, t, &in_use);
         put_str(&m, "    ");
         put_str(&m, tiers[t].name);
         put_str(&m, ": ");
@@ -343,13 +365,13 @@ void hak_stats_print(int fd)
         put_str(&m, "\n");
     }
     put_str(&m, "    huge: ");
-    put_dec(&m, st.huge_blocks);
+    put_dec(&m, r.st.huge_blocks);
     put_str(&m, " blocks, ");
-    put_dec(&m, st.huge_in_use);
+    put_dec(&m, r.st.huge_in_use);
     put_str(&m, " bytes\n");
     put_str(&m, "  class (block size): blocks in use / blocks in slabs, slabs, fragmentation\n");
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
-        const struct hak_class_stats *k = &w.cls[c];
+        const struct hak_class_stats *k = &w->cls[c];
         if (k->slabs == 0)
             continue;
         put_str(&m, "    ");
@@ -367,18 +389,18 @@ void hak_stats_print(int fd)
         put_str(&m, "\n");
     }
     put_str(&m, "  heaps: ");
-    put_dec(&m, w.nheap);
-    put_str(&m, w.heaps_beyond ? " and more" : "");
+    put_dec(&m, w->nheap);
+    put_str(&m, w->heaps_beyond ? " and more" : "");
     put_str(&m, " (owner: slabs, slab bytes, in-use bytes; most slab bytes first; (nil): no owner)\n");
-    for (size_t h = 0; h < w.nheap && h < HEAPS_SHOWN; h++) {
+    for (size_t h = 0; h < w->nheap && h < HEAPS_SHOWN; h++) {
         put_str(&m, "    ");
-        put_ptr(&m, (const void *)w.heap[h].owner);
+        put_ptr(&m, (const void *)w->heap[h].owner);
         put_str(&m, ": ");
-        put_dec(&m, w.heap[h].slabs);
+        put_dec(&m, w->heap[h].slabs);
         put_str(&m, ", ");
-        put_dec(&m, w.heap[h].slab_bytes);
+        put_dec(&m, w->heap[h].slab_bytes);
         put_str(&m, ", ");
-        put_dec(&m, w.heap[h].in_use);
+        put_dec(&m, w->heap[h].in_use);
         put_str(&m, "\n");
     }
     emit(fd, &m);
@@ -405,42 +427,26 @@ static void json_class(msg_t *m, const struct hak_class_stats *c, size_t in_use)
 
 void hak_stats_print_json(int fd)
 {
-    struct hak_stats st;
-    struct hak_peaks pk;
-    hak_stats_get(&st);
-    hak_stats_peaks(&pk);
-    walk_t w;
-    walk(&w);
-    sort_heaps(&w);
+    report_t r;
+    gather(&r);
+    const walk_t *w = &r.w;
     msg_t m = { .len = 0, .fd = fd };
     put_str(&m, "{");
     json_num(&m, "pid", (size_t)hak_os_pid(), false);
-    json_num(&m, "mapped", st.mapped, false);
-    json_num(&m, "committed", st.committed, false);
-    json_num(&m, "in_use", st.in_use, false);
-    json_num(&m, "huge_in_use", st.huge_in_use, false);
-    json_num(&m, "huge_blocks", st.huge_blocks, false);
-    json_num(&m, "superslabs", st.superslabs, false);
-    json_num(&m, "slabs", st.slabs, false);
-    json_num(&m, "os_maps", st.os_maps, false);
-    json_num(&m, "os_unmaps", st.os_unmaps, false);
-    json_num(&m, "os_purges", st.os_purges, false);
-    json_num(&m, "os_remaps", atomic_load(&hak_stat[HAK_STAT_OS_REMAPS]), false);
-    json_num(&m, "remote_frees", st.remote_frees, false);
-    json_num(&m, "remote_batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES), false);
-    json_num(&m, "remote_drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS), false);
-    json_num(&m, "threads_started", st.threads_started, false);
-    json_num(&m, "threads_exited", st.threads_exited, false);
-    json_num(&m, "idle_slabs_released", st.idle_slabs_released, false);
+    for (size_t i = 0; i < REPORT_ROWS; i++)
+        if (!r.row[i].peak)
+            json_num(&m, r.row[i].key, r.row[i].v, false);
     put_str(&m, "\"peaks\": {");
-    json_num(&m, "mapped", pk.mapped, false);
-    json_num(&m, "committed", pk.committed, false);
-    json_num(&m, "slab_bytes", pk.in_slabs, false);
-    json_num(&m, "huge_in_use", pk.huge_in_use, true);
+    for (size_t i = 0, first = 1; i < REPORT_ROWS; i++)
+        if (r.row[i].peak) {
+            put_str(&m, first ? "" : ", ");
+            json_num(&m, r.row[i].key, r.row[i].v, true);
+            first = 0;
+        }
     put_str(&m, "}, \"tiers\": {");
     for (unsigned t = 0; t < 3; t++) {
         size_t in_use;
-        struct hak_class_stats c = tier_sum(&w, t, &in_use);
+        struct hak_class_stats c = tier_sum(w, t, &in_use);
         put_str(&m, "\"");
         put_str(&m, tiers[t].name);
         put_str(&m, "\": {");
@@ -448,26 +454,26 @@ void hak_stats_print_json(int fd)
         put_str(&m, "}, ");
     }
     put_str(&m, "\"huge\": {");
-    json_num(&m, "blocks", st.huge_blocks, false);
-    json_num(&m, "in_use_bytes", st.huge_in_use, true);
+    json_num(&m, "blocks", r.st.huge_blocks, false);
+    json_num(&m, "in_use_bytes", r.st.huge_in_use, true);
     put_str(&m, "}}, \"classes\": [");
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         put_str(&m, c ? ", {" : "{");
         json_num(&m, "class", c, false);
-        json_num(&m, "block_size", w.cls[c].block_size, false);
-        json_class(&m, &w.cls[c], w.cls[c].blocks_in_use * w.cls[c].block_size);
+        json_num(&m, "block_size", w->cls[c].block_size, false);
+        json_class(&m, &w->cls[c], w->cls[c].blocks_in_use * w->cls[c].block_size);
         put_str(&m, "}");
     }
     put_str(&m, "], \"heaps_more\": ");
-    put_str(&m, w.heaps_beyond ? "true" : "false");
+    put_str(&m, w->heaps_beyond ? "true" : "false");
     put_str(&m, ", \"heaps\": [");
-    for (size_t h = 0; h < w.nheap; h++) {
+    for (size_t h = 0; h < w->nheap; h++) {
         put_str(&m, h ? ", {\"owner\": \"" : "{\"owner\": \"");
-        put_ptr(&m, (const void *)w.heap[h].owner);
+        put_ptr(&m, (const void *)w->heap[h].owner);
         put_str(&m, "\", ");
-        json_num(&m, "slabs", w.heap[h].slabs, false);
-        json_num(&m, "slab_bytes", w.heap[h].slab_bytes, false);
-        json_num(&m, "in_use_bytes", w.heap[h].in_use, true);
+        json_num(&m, "slabs", w->heap[h].slabs, false);
+        json_num(&m, "slab_bytes", w->heap[h].slab_bytes, false);
+        json_num(&m, "in_use_bytes", w->heap[h].in_use, true);
         put_str(&m, "}");
     }
     put_str(&m, "]}\n");

@@ -410,10 +410,7 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
             if (s->state != HAK_SLAB_ACTIVE)
                 continue;
             n_slabs++;
-            /* Owner-written fields read racily: a snapshot, not a lock. */
-            uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
-            uint32_t pin = hak_slab_pin(__atomic_load_n(&s->list, __ATOMIC_RELAXED), s->bsize);
-            bytes += (size_t)(used > pin ? used - pin : 0) * s->bsize;
+            bytes += (size_t)hak_slab_out_snapshot(s) * s->bsize;
         }
     }
     *mapped = arena_bytes;
