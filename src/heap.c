@@ -466,6 +466,7 @@ void *hak_alloc_class(unsigned cls)
  * check mode's guards need. */
 void *hak_alloc_slow(size_t n)
 {
+    hak_background_poke();
     if (HAK_UNLIKELY(hak_check_mode))
         return hak_check_alloc(n, 0);
     if (n > HAK_LARGE_MAX)

@@ -12,7 +12,8 @@
  * A few freed mappings (plain alignment, up to CACHE_BYTES in all) are kept
  * for HAKMEM_RETAIN_MS and reused by Huge allocations that fit them, so a
  * program that allocates and frees big buffers in a loop does not pay for
- * mapping and faulting them in every time.
+ * mapping and faulting them in every time; the background thread unmaps
+ * them when their time is up, or else the next Huge call does.
  */
 #include <errno.h>
 #include <string.h>
@@ -126,7 +127,22 @@ static bool cache_put(char *h, size_t map_size)
         kept = true;
     }
     hak_unlock(&hak_huge_lock);
+    if (kept)
+        hak_background_wake();
     return kept;
+}
+
+uint64_t hak_huge_release(void)
+{
+    uint64_t next = HAK_NEVER;
+    hak_lock(&hak_huge_lock);
+    cache_expire(false);
+    uint64_t now = hak_now_ms(), retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
+    for (unsigned i = 0; i < cache_n; i++)
+        if (cache[i].freed_ms + retain - now < next)
+            next = cache[i].freed_ms + retain - now;
+    hak_unlock(&hak_huge_lock);
+    return next;
 }
 
 int hak_huge_trim(void)
@@ -140,6 +156,7 @@ int hak_huge_trim(void)
 
 void *hak_huge_alloc(size_t n, size_t align, bool zero)
 {
+    hak_background_poke();
     if (align < 16)
         align = 16;
     size_t off = align <= 64 ? 64 : (align < HAK_SS_SIZE ? align : HAK_SS_SIZE);
@@ -165,6 +182,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
                 : hak_region_map_new(map_size, HAK_SS_SIZE, 0, false, HAK_REGION_HUGE_BODY);
         if (h == NULL)
             return NULL;
+        hak_pool_yield_room(map_size);
     }
     huge_hdr_t *hdr = (huge_hdr_t *)h;
     hdr->magic = HUGE_MAGIC;

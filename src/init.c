@@ -47,6 +47,7 @@ static void fork_child(void)
     hak_lock_reset(&hak_rec_lock);
     hak_heap_fork_child();
     hak_own_fork_child(&hak_tls);
+    hak_background_fork_child();
 }
 
 static void init_slow(void)

@@ -1,10 +1,13 @@
-/* Every call HAKMEM makes to the OS for memory: map, unmap, purge, grow, and
- * the fault injection that tests use to make mapping fail. */
+/* Every call HAKMEM makes to the OS: memory (map, unmap, purge, grow, and
+ * the fault injection that tests use to make mapping fail), time, sleeping
+ * and waking, the background thread, and writing messages. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -150,9 +153,35 @@ void hak_os_wait(_Atomic int *word, int value)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
 }
 
+/* The same, for at most ms milliseconds. */
+void hak_os_wait_ms(_Atomic int *word, int value, uint64_t ms)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, &ts, NULL, 0);
+}
+
 void hak_os_wake(_Atomic int *word)
 {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Starts fn on a detached thread with a small stack and every signal
+ * blocked (signals are the program's business, not this thread's). */
+bool hak_os_thread(void *(*fn)(void *))
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    sigset_t all, old;
+    if (pthread_attr_init(&attr) != 0)
+        return false;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&tid, &attr, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return err == 0;
 }
 
 int hak_os_pid(void) { return (int)getpid(); }

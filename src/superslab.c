@@ -15,6 +15,18 @@
  * Empty SuperSlabs stay dirty up to RETAIN_EMPTY of them, or up to half the
  * bytes in slabs if that is more; one more is purged at once, so a program
  * that frees everything returns near its starting RSS.
+ *
+ * While the background thread runs (background.c), which releases free
+ * pages when their time is up even if the program makes no call, the
+ * retention adapts.  Purges by retention are watched: if the program then
+ * takes back clean pages, without growing past where it was, worth half of
+ * what was purged, the purge was regretted (a heap that swings more slowly
+ * than the retention faults those pages back in), and the retention grows
+ * (doublings of HAKMEM_RETAIN_MS, up to RETAIN_SHIFT_MAX) to twice the age
+ * the pages would have had at their reuse; and the empty-SuperSlab allowance
+ * stops purging at once.  A watch as long as the longest retention with
+ * little regret halves it again.  DIRTY_MAX bounds what is kept regardless.
+ * An empty SuperSlab's purge takes its descriptor pages too.
  */
 #include <errno.h>
 #include "types.h"
@@ -93,6 +105,16 @@ static size_t arena_size = HAK_SS_SIZE;   /* the next arena's                 */
 static size_t dirty_bytes;                /* free pages not yet purged        */
 static size_t committed_pages;            /* header, slab and dirty pages     */
 static uint64_t last_purge_ms;
+
+#define RETAIN_SHIFT_MAX 6                /* retention up to 64 x the setting */
+static unsigned retain_shift;             /* retention = HAKMEM_RETAIN_MS << this */
+static struct {
+    uint64_t start;                       /* the first purge watched            */
+    size_t purged, regretted;             /* pages purged by retention, taken back */
+    size_t level;                         /* slab + dirty pages before the purges */
+} watch;
+
+static uint64_t retain_ms(void) { return (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << retain_shift; }
 
 #define LOCK_SPINS 256   /* pauses before sleeping: a few microseconds */
 
@@ -196,37 +218,91 @@ static void ss_purge(hak_superslab_t *ss)
     }
     ss->dirty_pages = 0;
     set_empty_dirty(ss, false);
+    /* An empty SuperSlab's descriptors go too (about a fifth of a GiB's
+     * worth of slab pages that stays resident otherwise): they read back as
+     * zero, HAK_SLAB_FREE with no owner, as fresh ones do; the pool's own
+     * fields after them stay. */
+    if (ss->used_pages == 1)
+        hak_os_purge(ss, sizeof ss->slabs);
+}
+
+/* A purge by retention of ss (not by DIRTY_MAX or trim): watched for regret. */
+static void purge_watched(hak_superslab_t *ss, uint64_t now)
+{
+    size_t before = dirty_bytes / HAK_PAGE_SIZE;
+    if (watch.purged == 0) {
+        watch.start = now;
+        watch.level = 0;
+    }
+    if (watch.level < slab_pages + before)
+        watch.level = slab_pages + before;
+    ss_purge(ss);
+    watch.purged += before - dirty_bytes / HAK_PAGE_SIZE;
+}
+
+/* k clean pages taken.  Regret, if a watch is open and the program has not
+ * grown past where it was: once half of what was purged has come back, the
+ * retention grows to twice what would have kept it (the pages were at least
+ * one retention old when purged). */
+static void watch_take(size_t k, uint64_t now)
+{
+    if (k == 0 || watch.purged == 0 || slab_pages > watch.level ||
+        atomic_load_explicit(&hak_bg_state, memory_order_relaxed) != HAK_BG_RUNNING)
+        return;
+    watch.regretted += k;
+    if (watch.regretted * 2 < watch.purged)
+        return;
+    uint64_t need = 2 * (now - watch.start + retain_ms()), base = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
+    while (retain_shift < RETAIN_SHIFT_MAX && base << retain_shift < need)
+        retain_shift++;
+    watch.purged = watch.regretted = 0;
+}
+
+/* A watch as long as the longest retention, with little regret, halves the
+ * retention (the background thread's turn). */
+static void watch_learn(uint64_t now)
+{
+    uint64_t horizon = (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << RETAIN_SHIFT_MAX;
+    if (watch.purged == 0 || now - watch.start < horizon)
+        return;
+    if (watch.regretted * 8 < watch.purged && retain_shift > 0)
+        retain_shift--;
+    watch.purged = watch.regretted = 0;
 }
 
 static void purge_old(uint64_t now, bool all)
 {
-    uint64_t retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
+    uint64_t retain = retain_ms();
     last_purge_ms = now;
     for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
-        if (ss->dirty_pages && (all || now - ss->last_free_ms >= retain))
-            ss_purge(ss);
+        if (ss->dirty_pages && (all || now - ss->last_free_ms >= retain)) {
+            if (all)
+                ss_purge(ss);
+            else
+                purge_watched(ss, now);
+        }
 }
 
 /* Keeps the empty SuperSlabs left resident within their allowance. */
-static void purge_extra_empty(void)
+static void purge_extra_empty(uint64_t now)
 {
+    if (retain_shift > 0)
+        return;                   /* such purges were regretted: retention decides */
     size_t allow = slab_pages * HAK_PAGE_SIZE / 2 / HAK_SS_SIZE;
     if (allow < RETAIN_EMPTY)
         allow = RETAIN_EMPTY;
     for (hak_superslab_t *ss = avail_head; ss && empty_dirty_count > allow; ss = ss->avail_next)
         if (ss->empty_dirty)
-            ss_purge(ss);
+            purge_watched(ss, now);
 }
 
-static void maybe_purge(void)
+static void maybe_purge(uint64_t now)
 {
     if (dirty_bytes == 0)
         return;
-    uint64_t now = hak_now_ms();
-    uint64_t retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     if (dirty_bytes > DIRTY_MAX)
         purge_old(now, true);
-    else if (now - last_purge_ms >= retain / 2)
+    else if (now - last_purge_ms >= retain_ms() / 2)
         purge_old(now, false);
 }
 
@@ -317,11 +393,14 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
         first = find_run(ss->used_pages, k);
     }
     uint64_t m = run_mask((unsigned)first, k);
+    uint64_t now = hak_now_ms();
+    size_t clean = (size_t)__builtin_popcountll(m & ~ss->dirty_pages);
     set_empty_dirty(ss, false);
     ss->used_pages |= m;
     slab_pages += k;
     hak_stat_raise(HAK_STAT_PEAK_IN_SLABS, slab_pages * HAK_PAGE_SIZE);
-    committed_add((size_t)__builtin_popcountll(m & ~ss->dirty_pages));
+    committed_add(clean);
+    watch_take(clean, now);
     bool zeroed = (ss->dirty_pages & m) == 0;
     if (!zeroed) {
         dirty_bytes -= (size_t)__builtin_popcountll(ss->dirty_pages & m) * HAK_PAGE_SIZE;
@@ -331,7 +410,7 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
         avail_remove(ss);
     slab_init(ss, (unsigned)first, cls, owner);
     ss->slabs[first].zeroed = zeroed;
-    maybe_purge();
+    maybe_purge(now);
     hak_unlock(&pool_lock);
     return &ss->slabs[first];
 }
@@ -348,7 +427,8 @@ void hak_pool_slab_free(hak_slab_t *s)
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
-    ss->last_free_ms = hak_now_ms();
+    uint64_t now = hak_now_ms();
+    ss->last_free_ms = now;
     ss->used_pages &= ~m;
     slab_pages -= k;
     ss->dirty_pages |= m;
@@ -356,8 +436,49 @@ void hak_pool_slab_free(hak_slab_t *s)
     avail_add(ss);
     if (ss->used_pages == 1)
         set_empty_dirty(ss, true);
-    purge_extra_empty();
-    maybe_purge();
+    purge_extra_empty(now);
+    maybe_purge(now);
+    hak_unlock(&pool_lock);
+    hak_background_wake();
+}
+
+uint64_t hak_pool_release(void)
+{
+    uint64_t next = HAK_NEVER;
+    hak_lock(&pool_lock);
+    uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
+    watch_learn(now);
+    purge_old(now, false);
+    uint64_t retain = retain_ms();
+    for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
+        if (ss->dirty_pages && ss->last_free_ms + retain - now < next)
+            next = ss->last_free_ms + retain - now;
+    hak_unlock(&pool_lock);
+    return next;
+}
+
+uint64_t hak_pool_retain_ms(void)
+{
+    hak_lock(&pool_lock);
+    uint64_t r = retain_ms();
+    hak_unlock(&pool_lock);
+    return r;
+}
+
+/* Free pages kept for reuse must not add to a footprint that has moved to
+ * Huge blocks (a program past its slab phase): as many bytes as were just
+ * mapped for one go, from the SuperSlabs freed into longest ago. */
+void hak_pool_yield_room(size_t bytes)
+{
+    hak_lock(&pool_lock);
+    size_t goal = dirty_bytes > bytes ? dirty_bytes - bytes : 0;
+    while (dirty_bytes > goal) {
+        hak_superslab_t *oldest = NULL;
+        for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
+            if (ss->dirty_pages && (oldest == NULL || ss->last_free_ms < oldest->last_free_ms))
+                oldest = ss;
+        ss_purge(oldest);
+    }
     hak_unlock(&pool_lock);
 }
 
@@ -374,8 +495,10 @@ void hak_pool_lock_all(void) { hak_lock(&pool_lock); }
 
 void hak_pool_unlock_all(bool child)
 {
-    if (child)
+    if (child) {
         hak_lock_reset(&pool_lock);
+        watch.purged = watch.regretted = 0;   /* the parent's purges are not the child's */
+    }
     else
         hak_unlock(&pool_lock);
 }

@@ -254,6 +254,8 @@ typedef struct hak_superslab {
 } hak_superslab_t;
 
 _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "header fits page 0");
+_Static_assert(sizeof(((hak_superslab_t *)0)->slabs) % HAK_OS_PAGE == 0,
+               "the descriptors are whole OS pages (purged with an empty SuperSlab)");
 
 static inline hak_superslab_t *hak_ss_of(const void *p)
 {
@@ -395,7 +397,9 @@ HAK_HIDDEN size_t hak_os_mapped(void);      /* bytes HAKMEM holds mapped now */
 HAK_HIDDEN uint64_t hak_now_ms(void);
 HAK_HIDDEN void  hak_os_yield(void);
 HAK_HIDDEN void  hak_os_wait(_Atomic int *word, int value);
+HAK_HIDDEN void  hak_os_wait_ms(_Atomic int *word, int value, uint64_t ms);
 HAK_HIDDEN void  hak_os_wake(_Atomic int *word);
+HAK_HIDDEN bool  hak_os_thread(void *(*fn)(void *));
 HAK_HIDDEN void  hak_os_write(int fd, const char *buf, size_t len);
 HAK_HIDDEN int   hak_os_pid(void);
 HAK_HIDDEN int   hak_os_dup(int fd);
@@ -404,6 +408,8 @@ HAK_HIDDEN int   hak_os_dup(int fd);
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
 HAK_HIDDEN void hak_pool_slab_free(hak_slab_t *s);
 HAK_HIDDEN int  hak_pool_trim(void);
+/* New memory of bytes mapped elsewhere (Huge): as much kept free, oldest first, purged. */
+HAK_HIDDEN void hak_pool_yield_room(size_t bytes);
 HAK_HIDDEN void hak_pool_lock_all(void);
 HAK_HIDDEN void hak_pool_unlock_all(bool child);
 typedef void (*hak_slab_visitor)(hak_slab_t *s, void *arg);
@@ -506,6 +512,23 @@ HAK_HIDDEN void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s);
 static inline void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s) { (void)t; (void)s; }
 #endif
 
+/* ---- the background release thread (background.c) --------------------------- */
+/* Started by the first malloc slow path that finds HAKMEM holding more than
+ * HAK_BG_START_BYTES (a slow path entered from the fast path holds no lock,
+ * which pthread_create needs: it calls calloc). */
+#define HAK_BG_START_BYTES ((size_t)8 << 20)
+enum { HAK_BG_OFF, HAK_BG_RUNNING, HAK_BG_STOPPING, HAK_BG_STOPPED, HAK_BG_DISABLED };
+HAK_HIDDEN extern _Atomic int hak_bg_state;
+HAK_HIDDEN void hak_background_start(void);
+HAK_HIDDEN void hak_background_wake(void);       /* memory became free: no lock held */
+HAK_HIDDEN void hak_background_fork_child(void);
+#define HAK_NEVER UINT64_MAX                      /* no deadline */
+/* The thread's turns: release what is due, return the ms until the next
+ * deadline (HAK_NEVER: nothing left to release). */
+HAK_HIDDEN uint64_t hak_pool_release(void);
+HAK_HIDDEN uint64_t hak_huge_release(void);
+HAK_HIDDEN uint64_t hak_pool_retain_ms(void);
+
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */
 HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align, bool zero);
 HAK_HIDDEN int    hak_huge_trim(void);
@@ -547,6 +570,9 @@ HAK_HIDDEN void hak_init(void);
 #define HAK_OPTION_TABLE(X)                                                        \
     X(RETAIN_MS, "HAKMEM_RETAIN_MS", 100, 0, 600000,                               \
       "milliseconds a free page stays resident before it is returned to the OS")   \
+    X(BACKGROUND, "HAKMEM_BACKGROUND", 1, 0, 1,                                    \
+      "1: a background thread returns free memory while the program is idle; "     \
+      "0: only allocator calls do")                                                \
     X(STATS, "HAKMEM_STATS", 0, 0, 2,                                              \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", 0, 0, 1,                                              \
@@ -603,6 +629,16 @@ HAK_HIDDEN size_t hak_stat_read(int which);     /* with the caller's own remaind
 HAK_HIDDEN void hak_stat_flush_thread(void);   /* the remainders, at thread exit */
 /* Raises the committed peak to SuperSlab plus Huge bytes now. */
 HAK_HIDDEN void hak_stat_note_committed(void);
+
+/* At the start of the malloc slow paths (background.c). */
+static inline void hak_background_poke(void)
+{
+    if (HAK_UNLIKELY(atomic_load_explicit(&hak_bg_state, memory_order_relaxed) == HAK_BG_OFF) &&
+        atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
+                atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed) >
+            HAK_BG_START_BYTES)
+        hak_background_start();
+}
 HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
 HAK_HIDDEN void hak_warn_option(const char *env, const char *value, long min, long max, long dflt);
 HAK_HIDDEN void hak_warn_unknown_option(const char *entry, const char *closest);

@@ -574,6 +574,7 @@ static int run_in_child(const char *label, void (*fn)(const void *), const void 
     if (pid == 0) {
         alarm(300);
         t_checks = t_failures = 0;
+        start_background();             /* the child's own, before any baseline */
         fn(arg);
         rep->checks = t_checks;
         rep->failures = t_failures;

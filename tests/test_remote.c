@@ -414,6 +414,7 @@ int main(void)
         race_rounds = 2 + (int)(18 * atof(scale));
     /* glibc keeps a few small blocks per cached thread stack: create as many
      * threads at once as any case does, so those exist before any baseline. */
+    start_background();
     pthread_t warm[RING_THREADS + 2];
     for (int i = 0; i < RING_THREADS + 2; i++)
         CHECK(pthread_create(&warm[i], NULL, idle_thread, NULL) == 0, "pthread_create");

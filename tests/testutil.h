@@ -10,6 +10,17 @@
 
 static int t_checks, t_failures;
 
+/* Starts HAKMEM's background thread now: it starts at a malloc slow path
+ * that finds more than 8 MiB held, and pthread_create's few blocks (its
+ * thread's TLS) then count as in use.  Tests that compare bytes in use
+ * before and after call this before their baseline.  Needs hakmem.h. */
+#define start_background()                                                    \
+    do {                                                                      \
+        void *a_ = hak_malloc((size_t)9 << 20), *b_ = hak_malloc((size_t)9 << 20); \
+        hak_free(a_);                                                         \
+        hak_free(b_);                                                         \
+    } while (0)
+
 #define CHECK(cond, ...)                                                      \
     do {                                                                      \
         t_checks++;                                                           \

@@ -1,0 +1,288 @@
+/* The background thread (src/background.c) returns memory while the program
+ * makes no allocator calls.
+ *   a. a small program has no thread;
+ *   b. 1 GiB of 64-2000-byte blocks, all freed, then no allocator call: RSS
+ *      back within 10% + 2 MiB of its value before the burst in under 1 s;
+ *   c. a fork child: no thread until it needs one, then the same in it;
+ *   d. HAKMEM_BACKGROUND=0: never a thread;
+ *   e. HAKMEM_RETAIN_MS=50, a heap that grows back 200 ms after each free
+ *      of everything: the retention grows until it covers the gap, page
+ *      faults stop, and once the program stops the memory still goes back.
+ * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
+ * The block table comes from mmap and is touched before the baseline. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "testutil.h"
+
+#define MiB ((size_t)1 << 20)
+
+/* The first number after `key` in /proc/self/<file>, read without malloc. */
+static long proc_number(const char *file, const char *key)
+{
+    char buf[4096];
+    int fd = open(file, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *p = key[0] ? strstr(buf, key) : buf;
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+static size_t rss(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long size, res;
+    if (sscanf(buf, "%lu %lu", &size, &res) != 2)
+        return 0;
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static long threads(void) { return proc_number("/proc/self/status", "Threads:"); }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* The retention in effect, from the JSON statistics. */
+static long retain_ms(void)
+{
+    int fds[2];
+    char buf[65536];
+    if (pipe(fds) != 0)
+        return -1;
+    hak_stats_print_json(fds[1]);
+    close(fds[1]);
+    ssize_t n = 0, r;
+    while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+        n += r;
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    const char *p = strstr(buf, "\"retain_ms\":");
+    return p ? strtol(p + 12, NULL, 10) : -1;
+}
+
+static void **table;
+static size_t table_cap;
+
+/* Room for bytes in blocks of 900 bytes or more on average. */
+static void table_init(size_t bytes)
+{
+    table_cap = bytes / 900 + 16;
+    table = mmap(NULL, table_cap * sizeof *table, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (table == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    memset(table, 0, table_cap * sizeof *table);
+}
+
+/* bytes in blocks of lo..hi bytes, every byte written; returns the count. */
+static size_t fill(size_t bytes, size_t lo, size_t hi, uint64_t seed)
+{
+    size_t n = 0, got = 0;
+    while (got < bytes && n < table_cap) {
+        size_t s = lo + (size_t)(xorshift64(&seed) % (hi - lo + 1));
+        char *p = malloc(s);
+        if (p == NULL)
+            break;
+        memset(p, 0x5a, s);
+        table[n++] = p;
+        got += s;
+    }
+    CHECK(got >= bytes, "only %zu of %zu bytes allocated", got, bytes);
+    return n;
+}
+
+/* Frees the n blocks in a shuffled order. */
+static void free_all(size_t n, uint64_t seed)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(xorshift64(&seed) % i);
+        void *t = table[i - 1];
+        table[i - 1] = table[j];
+        table[j] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(table[i]);
+}
+
+/* Polls RSS every 10 ms, no allocator call, until it is within 10% + 2 MiB
+ * of base or limit_ms pass: the ms it took, or -1. */
+static double wait_for_release(size_t base, double limit_ms, size_t *last)
+{
+    size_t target = base + base / 10 + 2 * MiB;
+    double t0 = now_ms();
+    for (;;) {
+        *last = rss();
+        double t = now_ms() - t0;
+        if (*last <= target)
+            return t;
+        if (t > limit_ms)
+            return -1;
+        usleep(10000);
+    }
+}
+
+/* A burst of `bytes` and back: the release must take under 1 s. */
+static void burst_and_wait(const char *label, size_t bytes, uint64_t seed)
+{
+    size_t base = rss();
+    size_t n = fill(bytes, 64, 2000, seed);
+    size_t peak = rss();
+    free_all(n, seed);
+    size_t after_free = rss(), last;
+    double took = wait_for_release(base, 1000, &last);
+    printf("%s: RSS before %.1f MiB, peak %.1f, after the frees %.1f, then %.1f MiB after %.0f ms "
+           "with no allocator call (threads: %ld)\n", label, (double)base / MiB, (double)peak / MiB,
+           (double)after_free / MiB, (double)last / MiB, took, threads());
+    CHECK(peak >= base + bytes * 9 / 10, "%s: peak RSS %.1f MiB does not show the burst", label,
+          (double)peak / MiB);
+    CHECK(took >= 0, "%s: RSS %.1f MiB after 1 s, limit %.1f (before %.1f)", label, (double)last / MiB,
+          (double)(base + base / 10 + 2 * MiB) / MiB, (double)base / MiB);
+    CHECK(threads() == 2, "%s: %ld threads, expected the program's and HAKMEM's", label, threads());
+}
+
+static int child_status(pid_t pid)
+{
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* d: run in a child with HAKMEM_BACKGROUND=0. */
+static int background_off(void)
+{
+    table_init(256 * MiB);
+    size_t base = rss();
+    size_t n = fill(256 * MiB, 64, 2000, 7);
+    free_all(n, 7);
+    usleep(300000);
+    printf("d. HAKMEM_BACKGROUND=0: RSS %.1f MiB before, %.1f MiB 300 ms after freeing 256 MiB "
+           "(purged only by allocator calls); threads %ld\n", (double)base / MiB,
+           (double)rss() / MiB, threads());
+    CHECK(threads() == 1, "HAKMEM_BACKGROUND=0: %ld threads", threads());
+    return test_done("test_background (HAKMEM_BACKGROUND=0)");
+}
+
+/* e: run in a child with HAKMEM_RETAIN_MS=50. */
+static int learning(void)
+{
+    enum { CYCLES = 8 };
+    table_init(48 * MiB);
+    size_t base = rss();
+    long faults[CYCLES], retain[CYCLES];
+    for (int c = 0; c < CYCLES; c++) {
+        long f0 = minor_faults();
+        size_t n = fill(48 * MiB, 1000, 1000, 11);
+        faults[c] = minor_faults() - f0;
+        free_all(n, 11);
+        usleep(200000);                 /* 4 retentions: the first frees are purged */
+        retain[c] = retain_ms();
+    }
+    printf("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free: page faults per cycle");
+    for (int c = 0; c < CYCLES; c++)
+        printf(" %ld", faults[c]);
+    printf("; retention ms");
+    for (int c = 0; c < CYCLES; c++)
+        printf(" %ld", retain[c]);
+    printf("\n");
+    CHECK(retain[0] >= 50, "retention %ld ms, below the setting", retain[0]);
+    CHECK(retain[CYCLES - 1] > 200, "retention %ld ms after %d cycles: it did not learn the 200 ms gap",
+          retain[CYCLES - 1], CYCLES);
+    CHECK(retain[CYCLES - 1] <= 50 * 64, "retention %ld ms, beyond 64 times the setting",
+          retain[CYCLES - 1]);
+    CHECK(faults[CYCLES - 1] * 4 < faults[0], "page faults %ld in the last cycle, %ld in the first",
+          faults[CYCLES - 1], faults[0]);
+    /* Stopped: what is kept still goes back within the longest retention. */
+    size_t last;
+    double took = wait_for_release(base, 50 * 64 + 1000, &last);
+    printf("   then quiet: RSS %.1f MiB (before %.1f) after %.0f ms\n", (double)last / MiB,
+           (double)base / MiB, took);
+    CHECK(took >= 0, "RSS %.1f MiB %d ms after the last free (before %.1f)", (double)last / MiB,
+          50 * 64 + 1000, (double)base / MiB);
+    return test_done("test_background (learning)");
+}
+
+static void run_env_child(const char *self, const char *mode, const char *env)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        putenv((char *)env);
+        execl(self, self, mode, (char *)NULL);
+        _exit(127);
+    }
+    int st = child_status(pid);
+    CHECK(st == 0, "%s child (%s) exited with %d", mode, env, st);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--off") == 0)
+        return background_off();
+    if (argc > 1 && strcmp(argv[1], "--learn") == 0)
+        return learning();
+
+    /* a. small: a few MiB, no thread */
+    void *small[64];
+    for (int i = 0; i < 64; i++)
+        small[i] = malloc(16 << 10);
+    for (int i = 0; i < 64; i++)
+        free(small[i]);
+    printf("a. 1 MiB allocated and freed: %ld thread(s)\n", threads());
+    CHECK(threads() == 1, "a small program has %ld threads", threads());
+
+    /* b. the burst */
+    table_init(1024 * MiB);
+    burst_and_wait("b. 1 GiB", 1024 * MiB, 3);
+
+    /* c. fork: the child has no thread until it needs one */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        t_checks = t_failures = 0;
+        CHECK(threads() == 1, "fork child: %ld threads before it allocates", threads());
+        burst_and_wait("c. fork child, 256 MiB", 256 * MiB, 5);
+        fflush(stdout);
+        _exit(t_failures ? 1 : 0);
+    }
+    CHECK(child_status(pid) == 0, "fork child failed");
+
+    run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
+    run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
+    return test_done("test_background");
+}
