@@ -9,25 +9,48 @@
  * HUGE_BODY, where no block starts.  Free finds the header from the address
  * and checks that it names this very pointer.
  *
- * A few freed mappings (plain alignment, up to CACHE_BYTES in all) are kept
- * for HAKMEM_RETAIN_MS and reused by Huge allocations that fit them, so a
- * program that allocates and frees big buffers in a loop does not pay for
- * mapping and faulting them in every time; the background thread unmaps
- * them when their time is up, or else the next Huge call does.
+ * Freed mappings (plain alignment, up to CACHE_MAX_BLOCK each) are kept for
+ * HAKMEM_RETAIN_MS and reused by Huge allocations, so that a program that
+ * allocates and frees big buffers in a loop does not pay for mapping and
+ * faulting them in every time: the smallest that fits, its spare chunks
+ * split off, or else the largest grown (mremap) so that only the difference
+ * is faulted in.  The newest are kept, the oldest make room; the background
+ * thread unmaps them when their time is up, or else the next Huge call does.
+ *
+ * The cache's capacity is learned while the background thread runs: the
+ * sizes of the last GHOSTS frees are remembered, and the bytes an
+ * allocation had to fault in (the cache had nothing, or a smaller mapping
+ * that was grown) are regretted when one of those frees would have served
+ * it had the cache held everything freed since (that many bytes: the
+ * distance).  After EPOCH allocations each regret's distance is a candidate
+ * capacity, scored by the bytes it would have saved less the bytes it adds;
+ * the best, if it gains, becomes the capacity (at most the bytes in live Huge
+ * blocks).  An epoch with no regret that used under half the capacity halves
+ * it, down to CACHE_MIN.
  */
 #include <errno.h>
 #include <string.h>
 #include "types.h"
 
 #define HUGE_MAGIC 0x48414b4d48554745ull   /* "HAKMHUGE" */
-#define CACHE_SLOTS 8
-#define CACHE_BYTES ((size_t)64 << 20)
+#define CACHE_SLOTS 32
+#define CACHE_MIN ((size_t)64 << 20)        /* the capacity before learning  */
 #define CACHE_MAX_BLOCK ((size_t)32 << 20)
+#define GHOSTS 32
+#define EPOCH 32
 
-hak_lock_t hak_huge_lock;                   /* the cache */
+hak_lock_t hak_huge_lock;                   /* the cache and its learning */
 static struct { char *h; size_t map_size; uint64_t freed_ms; } cache[CACHE_SLOTS];
 static unsigned cache_n;
 static size_t cache_bytes;
+static size_t cache_cap = CACHE_MIN;
+static size_t ghost[GHOSTS];                /* sizes of the last frees, newest at ghost_next - 1 */
+static unsigned ghost_next;
+static struct {
+    unsigned allocs, regrets;
+    struct { size_t distance, bytes; } regret[EPOCH];
+    size_t used;                            /* the most the cache held */
+} epoch;
 
 typedef struct {
     uint64_t magic;
@@ -74,39 +97,152 @@ static huge_hdr_t *huge_header(const void *p)
 
 /* Unmaps cached mappings freed more than HAKMEM_RETAIN_MS ago (all if
  * `all`); the caller holds hak_huge_lock. */
+/* Unmaps cache entry i; the caller holds hak_huge_lock. */
+static void cache_drop(unsigned i)
+{
+    map_clear(cache[i].h, cache[i].h + cache[i].map_size);
+    hak_os_unmap(cache[i].h, cache[i].map_size);
+    cache_bytes -= cache[i].map_size;
+    cache[i] = cache[--cache_n];
+}
+
 static void cache_expire(bool all)
 {
     uint64_t now = hak_now_ms(), retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     for (unsigned i = 0; i < cache_n;) {
-        if (all || now - cache[i].freed_ms >= retain) {
-            map_clear(cache[i].h, cache[i].h + cache[i].map_size);
-            hak_os_unmap(cache[i].h, cache[i].map_size);
-            cache_bytes -= cache[i].map_size;
-            cache[i] = cache[--cache_n];
-        } else {
+        if (all || now - cache[i].freed_ms >= retain)
+            cache_drop(i);
+        else
             i++;
-        }
     }
 }
 
-/* The smallest cached mapping of at least map_size bytes. */
-static char *cache_take(size_t map_size, size_t *got)
+/* The mapping [h, h + size) grown to need bytes: in place if the address
+ * space above is free, else its pages moved (mremap, nothing copied) to a
+ * new region aligned to align, offset as hak_region_map_new takes it.  The
+ * grown or moved mapping's chunks are claimed, the old ones released; its
+ * address, or NULL (the mapping stays as it was). */
+static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_t offset)
 {
-    char *h = NULL;
+    char *end = h + size;
+    if (hak_os_grow(h, size, need)) {
+        if (hak_region_claim(end, need - size, HAK_REGION_HUGE_BODY))
+            return h;
+        hak_os_unmap(end, need - size);     /* the new chunks' indexes are taken */
+    }
+    char *moved = hak_region_map_new(need, align, offset, true, HAK_REGION_HUGE_BODY);
+    if (moved == NULL)
+        return NULL;
+    if (!hak_os_move(h, size, moved, need)) {
+        hak_region_release(moved, moved + need);
+        hak_os_unmap(moved, need);
+        return NULL;
+    }
+    map_clear(h, end);
+    return moved;
+}
+
+/* An allocation of need bytes that found reused bytes of a cached mapping
+ * (0: none): what it says about the capacity.  The caller holds the lock. */
+static void cache_learn(size_t need, size_t reused)
+{
+    if (atomic_load_explicit(&hak_bg_state, memory_order_relaxed) != HAK_BG_RUNNING) {
+        cache_cap = CACHE_MIN;            /* without the thread nothing unmaps it idle */
+        return;
+    }
+    size_t distance = 0;
+    bool seen = false;
+    for (unsigned k = 1; k <= GHOSTS && reused < need && !seen; k++) {
+        size_t g = ghost[(ghost_next - k) % GHOSTS];
+        distance += g;
+        seen = g >= need;
+    }
+    if (seen && distance > cache_cap) {   /* bytes faulted in that it would have saved */
+        epoch.regret[epoch.regrets].distance = distance;
+        epoch.regret[epoch.regrets++].bytes = need - reused;
+    }
+    if (++epoch.allocs < EPOCH)
+        return;
+    /* The capacity that saves the most beyond what it adds: each regret's
+     * distance is a candidate. */
+    size_t live = atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed);
+    size_t limit = live > CACHE_MIN ? live : CACHE_MIN, best = cache_cap, best_gain = 0;
+    for (unsigned j = 0; j < epoch.regrets; j++) {
+        size_t c = epoch.regret[j].distance, saved = 0;
+        if (c > limit)
+            continue;
+        for (unsigned i = 0; i < epoch.regrets; i++)
+            if (epoch.regret[i].distance <= c)
+                saved += epoch.regret[i].bytes;
+        if (saved > c - cache_cap && saved - (c - cache_cap) > best_gain) {
+            best_gain = saved - (c - cache_cap);
+            best = c;
+        }
+    }
+    if (best > cache_cap)
+        cache_cap = best;
+    else if (epoch.regrets == 0 && epoch.used < cache_cap / 2 && cache_cap / 2 >= CACHE_MIN)
+        cache_cap /= 2;
+    memset(&epoch, 0, sizeof epoch);
+}
+
+size_t hak_huge_cache_cap(void)
+{
+    hak_lock(&hak_huge_lock);
+    size_t c = cache_cap;
+    hak_unlock(&hak_huge_lock);
+    return c;
+}
+
+/* A cached mapping of need bytes (whole chunks), or NULL.  The smallest that
+ * holds need, its spare chunks left in the cache as a mapping of their own
+ * (their resident pages stay of use); else the largest, grown to need, so
+ * that only the difference is faulted in.  *got: its size. */
+static char *cache_take(size_t need, size_t *got)
+{
     hak_lock(&hak_huge_lock);
     cache_expire(false);
-    unsigned best = CACHE_SLOTS;
-    for (unsigned i = 0; i < cache_n; i++)
-        if (cache[i].map_size >= map_size &&
+    unsigned best = CACHE_SLOTS, largest = CACHE_SLOTS;
+    for (unsigned i = 0; i < cache_n; i++) {
+        if (cache[i].map_size >= need &&
             (best == CACHE_SLOTS || cache[i].map_size < cache[best].map_size))
             best = i;
-    if (best != CACHE_SLOTS) {
-        h = cache[best].h;
-        *got = cache[best].map_size;
-        cache_bytes -= *got;
-        cache[best] = cache[--cache_n];
+        if (largest == CACHE_SLOTS || cache[i].map_size > cache[largest].map_size)
+            largest = i;
+    }
+    if (best == CACHE_SLOTS)
+        best = largest;
+    cache_learn(need, best == CACHE_SLOTS ? 0 : cache[best].map_size < need ? cache[best].map_size : need);
+    if (best == CACHE_SLOTS) {
+        hak_unlock(&hak_huge_lock);
+        return NULL;
+    }
+    char *h = cache[best].h;
+    size_t size = cache[best].map_size;
+    uint64_t freed_ms = cache[best].freed_ms;
+    cache_bytes -= size;
+    cache[best] = cache[--cache_n];
+    if (size > need && cache_n < CACHE_SLOTS) {
+        cache[cache_n].h = h + need;
+        cache[cache_n].map_size = size - need;
+        cache[cache_n].freed_ms = freed_ms;
+        cache_n++;
+        cache_bytes += size - need;
+        size = need;
     }
     hak_unlock(&hak_huge_lock);
+    if (size < need) {
+        char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0);
+        if (grown == NULL) {
+            map_clear(h, h + size);
+            hak_os_unmap(h, size);
+            return NULL;
+        }
+        hak_pool_yield_room(need - size);
+        h = grown;
+        size = need;
+    }
+    *got = size;
     return h;
 }
 
@@ -117,13 +253,24 @@ static bool cache_put(char *h, size_t map_size)
     if (map_size > CACHE_MAX_BLOCK)
         return false;
     hak_lock(&hak_huge_lock);
+    ghost[ghost_next++ % GHOSTS] = map_size;
     cache_expire(false);
-    if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= CACHE_BYTES) {
+    /* The oldest make room: the newest is the likeliest to be reused. */
+    while (cache_n > 0 && (cache_n == CACHE_SLOTS || cache_bytes + map_size > cache_cap)) {
+        unsigned old = 0;
+        for (unsigned i = 1; i < cache_n; i++)
+            if (cache[i].freed_ms < cache[old].freed_ms)
+                old = i;
+        cache_drop(old);
+    }
+    if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= cache_cap) {
         cache[cache_n].h = h;
         cache[cache_n].map_size = map_size;
         cache[cache_n].freed_ms = hak_now_ms();
         cache_n++;
         cache_bytes += map_size;
+        if (epoch.used < cache_bytes)
+            epoch.used = cache_bytes;
         kept = true;
     }
     hak_unlock(&hak_huge_lock);
@@ -234,32 +381,15 @@ void *hak_huge_realloc(void *p, size_t n)
     size_t need = round_up(off + n, HAK_SS_SIZE);
     size_t usable = round_up(off + n, HAK_OS_PAGE) - off;
     if (need > h->map_size) {
-        char *end = (char *)h + h->map_size;
-        if (hak_os_grow(h, h->map_size, need)) {
-            if (hak_region_claim(end, need - h->map_size, HAK_REGION_HUGE_BODY))
-                h->map_size = need;
-            else    /* the new chunks' indexes are taken: move instead */
-                hak_os_unmap(end, need - h->map_size);
-        }
-        if (h->map_size != need) {
-            size_t align = h->align > HAK_SS_SIZE ? h->align : HAK_SS_SIZE;
-            size_t old_size = h->map_size;
-            char *old = (char *)h;
-            char *moved = hak_region_map_new(need, align, h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0,
-                                             true, HAK_REGION_HUGE_BODY);
-            if (moved == NULL)
-                return NULL;
-            if (!hak_os_move(old, old_size, moved, need)) {
-                hak_region_release(moved, moved + need);
-                hak_os_unmap(moved, need);
-                return NULL;
-            }
-            h = (huge_hdr_t *)moved;
-            h->user = moved + off;
-            h->map_size = need;
-            map_clear(old, old + old_size);
-            map_mark(moved, need, h->user);
-        }
+        size_t align = h->align > HAK_SS_SIZE ? h->align : HAK_SS_SIZE;
+        char *grown = mapping_grow((char *)h, h->map_size, need, align,
+                                   h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0);
+        if (grown == NULL)
+            return NULL;
+        h = (huge_hdr_t *)grown;
+        h->user = grown + off;
+        h->map_size = need;
+        map_mark(grown, need, h->user);
     } else if (need < h->map_size) {
         map_clear((char *)h + need, (char *)h + h->map_size);
         hak_os_unmap((char *)h + need, h->map_size - need);

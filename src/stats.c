@@ -284,7 +284,7 @@ static void put_permille(msg_t *m, unsigned long v)
 
 /* Everything both reports say, gathered once: the figures in one table
  * (the text's label, the JSON key, whether it is a peak), then the walk. */
-#define REPORT_ROWS 22
+#define REPORT_ROWS 23
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
     struct hak_stats st;
@@ -318,6 +318,7 @@ static void gather(report_t *r)
     ROW("threads exited", "threads_exited", st->threads_exited, false);
     ROW("idle slabs released", "idle_slabs_released", st->idle_slabs_released, false);
     ROW("free page retention ms", "retain_ms", (size_t)hak_pool_retain_ms(), false);
+    ROW("huge cache capacity bytes", "huge_cache_cap", hak_huge_cache_cap(), false);
     ROW("peak mapped bytes", "mapped", pk.mapped, true);
     ROW("peak committed bytes", "committed", pk.committed, true);
     ROW("peak slab bytes", "slab_bytes", pk.in_slabs, true);

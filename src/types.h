@@ -537,6 +537,7 @@ HAK_HIDDEN void   hak_huge_free(void *p, const char *call);
 HAK_HIDDEN size_t hak_huge_usable(const void *p);
 HAK_HIDDEN bool   hak_huge_owns(const void *p);
 HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
+HAK_HIDDEN size_t hak_huge_cache_cap(void);     /* the learned capacity, bytes */
 
 /* ---- lookup shared by free, realloc and usable size (api.c) -------------------- */
 /* Returns the slab holding block p, NULL for a Huge block; reports and aborts

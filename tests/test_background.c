@@ -7,7 +7,11 @@
  *   d. HAKMEM_BACKGROUND=0: never a thread;
  *   e. HAKMEM_RETAIN_MS=50, a heap that grows back 200 ms after each free
  *      of everything: the retention grows until it covers the gap, page
- *      faults stop, and once the program stops the memory still goes back.
+ *      faults stop, and once the program stops the memory still goes back;
+ *   f. Huge churn (20 live blocks of 5-25 MiB, one replaced at a time, as
+ *      mimalloc-bench's malloc-large): the Huge cache's capacity grows past
+ *      its 64 MiB start, bounded by the live Huge bytes, page faults per
+ *      allocation fall, and calloc'd blocks from the cache read as zero.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -73,24 +77,6 @@ static long minor_faults(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_minflt;
-}
-
-/* The retention in effect, from the JSON statistics. */
-static long retain_ms(void)
-{
-    int fds[2];
-    char buf[65536];
-    if (pipe(fds) != 0)
-        return -1;
-    hak_stats_print_json(fds[1]);
-    close(fds[1]);
-    ssize_t n = 0, r;
-    while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0)
-        n += r;
-    close(fds[0]);
-    buf[n > 0 ? n : 0] = '\0';
-    const char *p = strstr(buf, "\"retain_ms\":");
-    return p ? strtol(p + 12, NULL, 10) : -1;
 }
 
 static void **table;
@@ -198,6 +184,60 @@ static int background_off(void)
     return test_done("test_background (HAKMEM_BACKGROUND=0)");
 }
 
+/* A figure from the JSON statistics. */
+static long stat_json(const char *key)
+{
+    int fds[2];
+    char buf[65536], pat[64];
+    if (pipe(fds) != 0)
+        return -1;
+    hak_stats_print_json(fds[1]);
+    close(fds[1]);
+    ssize_t n = 0, r;
+    while (n < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+        n += r;
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(buf, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* f: in a fork child, so that the thread runs and nothing else is cached. */
+static void huge_churn(void)
+{
+    enum { LIVE = 20, ROUNDS = 480 };
+    char *live[LIVE] = { 0 };
+    uint64_t r = 42;
+    long faults[3] = { 0 };
+    long zero_errors = 0;
+    start_background();
+    for (int i = 0; i < ROUNDS; i++) {
+        int k = (int)(xorshift64(&r) % LIVE);
+        size_t n = 5 * MiB + (size_t)(xorshift64(&r) % (20 * MiB));
+        free(live[k]);
+        long f0 = minor_faults();
+        char *p = (i % 8 == 0) ? calloc(1, n) : malloc(n);
+        if (i % 8 == 0)         /* a few bytes on every page must read zero */
+            for (size_t o = 0; o < n; o += 4096)
+                zero_errors += p[o] != 0;
+        memset(p, 0x77, n);
+        faults[i * 3 / ROUNDS] += minor_faults() - f0;
+        live[k] = p;
+    }
+    long cap = stat_json("huge_cache_cap"), in_use = stat_json("huge_in_use");
+    printf("f. Huge churn, 20 live blocks of 5-25 MiB, %d replaced: page faults per third %ld %ld %ld; "
+           "cache capacity %.0f MiB (live Huge %.0f MiB)\n", ROUNDS, faults[0], faults[1], faults[2],
+           (double)cap / MiB, (double)in_use / MiB);
+    CHECK(zero_errors == 0, "%ld pages of calloc'd Huge blocks not zero", zero_errors);
+    CHECK(cap > 64 * (long)MiB, "Huge cache capacity %ld: it did not grow", cap);
+    CHECK(cap <= in_use, "Huge cache capacity %ld beyond the live Huge bytes %ld", cap, in_use);
+    CHECK(faults[2] * 10 < faults[0] * 7, "page faults %ld in the last third, %ld in the first",
+          faults[2], faults[0]);
+    for (int k = 0; k < LIVE; k++)
+        free(live[k]);
+}
+
 /* e: run in a child with HAKMEM_RETAIN_MS=50. */
 static int learning(void)
 {
@@ -211,7 +251,7 @@ static int learning(void)
         faults[c] = minor_faults() - f0;
         free_all(n, 11);
         usleep(200000);                 /* 4 retentions: the first frees are purged */
-        retain[c] = retain_ms();
+        retain[c] = stat_json("retain_ms");
     }
     printf("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free: page faults per cycle");
     for (int c = 0; c < CYCLES; c++)
@@ -281,6 +321,16 @@ int main(int argc, char **argv)
         _exit(t_failures ? 1 : 0);
     }
     CHECK(child_status(pid) == 0, "fork child failed");
+
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        t_checks = t_failures = 0;
+        huge_churn();
+        fflush(stdout);
+        _exit(t_failures ? 1 : 0);
+    }
+    CHECK(child_status(pid) == 0, "Huge churn child failed");
 
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
