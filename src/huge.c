@@ -255,6 +255,22 @@ static bool cache_put(char *h, size_t map_size)
     hak_lock(&hak_huge_lock);
     ghost[ghost_next++ % GHOSTS] = map_size;
     cache_expire(false);
+    /* Pieces of one mapping join again (the spare chunks split off when it
+     * was taken, above it): one entry that fits bigger blocks.  Neighbours
+     * from two mappings may join too; growing such an entry with mremap
+     * fails and falls back to a new mapping. */
+    for (unsigned i = 0; i < cache_n;) {
+        if (cache[i].h == h + map_size || cache[i].h + cache[i].map_size == h) {
+            if (cache[i].h < h)
+                h = cache[i].h;
+            map_size += cache[i].map_size;
+            cache_bytes -= cache[i].map_size;
+            cache[i] = cache[--cache_n];
+            i = 0;
+        } else {
+            i++;
+        }
+    }
     /* The oldest make room: the newest is the likeliest to be reused. */
     while (cache_n > 0 && (cache_n == CACHE_SLOTS || cache_bytes + map_size > cache_cap)) {
         unsigned old = 0;

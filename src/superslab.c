@@ -105,6 +105,7 @@ static size_t arena_size = HAK_SS_SIZE;   /* the next arena's                 */
 static size_t dirty_bytes;                /* free pages not yet purged        */
 static size_t committed_pages;            /* header, slab and dirty pages     */
 static uint64_t last_purge_ms;
+static uint64_t last_take_ms;             /* when a slab was last handed out   */
 
 #define RETAIN_SHIFT_MAX 6                /* retention up to 64 x the setting */
 static unsigned retain_shift;             /* retention = HAKMEM_RETAIN_MS << this */
@@ -394,6 +395,7 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
     }
     uint64_t m = run_mask((unsigned)first, k);
     uint64_t now = hak_now_ms();
+    last_take_ms = now;
     size_t clean = (size_t)__builtin_popcountll(m & ~ss->dirty_pages);
     set_empty_dirty(ss, false);
     ss->used_pages |= m;
@@ -467,10 +469,16 @@ uint64_t hak_pool_retain_ms(void)
 
 /* Free pages kept for reuse must not add to a footprint that has moved to
  * Huge blocks (a program past its slab phase): as many bytes as were just
- * mapped for one go, from the SuperSlabs freed into longest ago. */
+ * mapped for one go, from the SuperSlabs freed into longest ago.  Not while
+ * slabs are still being taken (within HAKMEM_RETAIN_MS): those pages are in
+ * use for slabs and Huge blocks alike (a mixed Large and Huge churn). */
 void hak_pool_yield_room(size_t bytes)
 {
     hak_lock(&pool_lock);
+    if (hak_now_ms() - last_take_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS)) {
+        hak_unlock(&pool_lock);
+        return;
+    }
     size_t goal = dirty_bytes > bytes ? dirty_bytes - bytes : 0;
     while (dirty_bytes > goal) {
         hak_superslab_t *oldest = NULL;

@@ -11,7 +11,8 @@
  *   f. Huge churn (20 live blocks of 5-25 MiB, one replaced at a time, as
  *      mimalloc-bench's malloc-large): the Huge cache's capacity grows past
  *      its 64 MiB start, bounded by the live Huge bytes, page faults per
- *      allocation fall, and calloc'd blocks from the cache read as zero.
+ *      allocation fall, calloc'd blocks from the cache read as zero, and no
+ *      live block's pages are ever another's (split, joined, grown).
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -212,24 +213,33 @@ static void huge_churn(void)
     long faults[3] = { 0 };
     long zero_errors = 0;
     start_background();
+    size_t size[LIVE] = { 0 };
+    long overlaps = 0;
     for (int i = 0; i < ROUNDS; i++) {
         int k = (int)(xorshift64(&r) % LIVE);
         size_t n = 5 * MiB + (size_t)(xorshift64(&r) % (20 * MiB));
+        /* Every live block still holds its own tag on every page: split,
+         * joined and grown mappings never overlap. */
+        for (int j = 0; j < LIVE; j++)
+            for (size_t o = 0; live[j] && o < size[j]; o += 4096)
+                overlaps += live[j][o] != (char)(j + 1);
         free(live[k]);
         long f0 = minor_faults();
         char *p = (i % 8 == 0) ? calloc(1, n) : malloc(n);
         if (i % 8 == 0)         /* a few bytes on every page must read zero */
             for (size_t o = 0; o < n; o += 4096)
                 zero_errors += p[o] != 0;
-        memset(p, 0x77, n);
+        memset(p, k + 1, n);
         faults[i * 3 / ROUNDS] += minor_faults() - f0;
         live[k] = p;
+        size[k] = n;
     }
     long cap = stat_json("huge_cache_cap"), in_use = stat_json("huge_in_use");
     printf("f. Huge churn, 20 live blocks of 5-25 MiB, %d replaced: page faults per third %ld %ld %ld; "
            "cache capacity %.0f MiB (live Huge %.0f MiB)\n", ROUNDS, faults[0], faults[1], faults[2],
            (double)cap / MiB, (double)in_use / MiB);
     CHECK(zero_errors == 0, "%ld pages of calloc'd Huge blocks not zero", zero_errors);
+    CHECK(overlaps == 0, "%ld pages of live Huge blocks overwritten by another block", overlaps);
     CHECK(cap > 64 * (long)MiB, "Huge cache capacity %ld: it did not grow", cap);
     CHECK(cap <= in_use, "Huge cache capacity %ld beyond the live Huge bytes %ld", cap, in_use);
     CHECK(faults[2] * 10 < faults[0] * 7, "page faults %ld in the last third, %ld in the first",
