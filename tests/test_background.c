@@ -12,11 +12,18 @@
  *      mimalloc-bench's malloc-large): the Huge cache's capacity grows past
  *      its 64 MiB start, bounded by the live Huge bytes, page faults per
  *      allocation fall, calloc'd blocks from the cache read as zero, and no
- *      live block's pages are ever another's (split, joined, grown).
+ *      live block's pages are ever another's (split, joined, grown);
+ *   g. no deadlock: threads that dlopen/dlclose libraries, fork children
+ *      that allocate (starting their own thread), while others churn
+ *      enough memory to keep the thread busy; under alarm(30).  (Every
+ *      test process here exits with the thread running.)
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +255,87 @@ static void huge_churn(void)
         free(live[k]);
 }
 
+/* g */
+static volatile int stop_threads;
+
+static void *dlopen_loop(void *arg)
+{
+    long *loads = arg;
+    while (!stop_threads) {
+        void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+        void *z = dlopen("libresolv.so.2", RTLD_NOW | RTLD_LOCAL);
+        *loads += (h != NULL) + (z != NULL);
+        if (z)
+            dlclose(z);
+        if (h)
+            dlclose(h);
+    }
+    return NULL;
+}
+
+static void *churn_loop(void *arg)
+{
+    uint64_t r = (uintptr_t)arg;
+    void *live[64] = { 0 };
+    while (!stop_threads) {
+        int k = (int)(xorshift64(&r) % 64);
+        free(live[k]);
+        size_t n = (size_t)64 << (xorshift64(&r) % 12);    /* 64 B .. 128 KiB */
+        live[k] = malloc(n);
+        memset(live[k], 1, n < 4096 ? n : 4096);
+        if (xorshift64(&r) % 4096 == 0) {       /* everything back, often */
+            for (int j = 0; j < 64; j++) {
+                free(live[j]);
+                live[j] = NULL;
+            }
+        }
+    }
+    for (int j = 0; j < 64; j++)
+        free(live[j]);
+    return NULL;
+}
+
+static void no_deadlock(void)
+{
+    alarm(30);
+    long loads = 0;
+    int forks = 0, bad_children = 0;
+    pthread_t dl, ch[2];
+    pthread_create(&dl, NULL, dlopen_loop, &loads);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&ch[i], NULL, churn_loop, (void *)(uintptr_t)(i + 1));
+    double t0 = now_ms();
+    while (now_ms() - t0 < 1500) {
+        char *big = malloc(24 * MiB);            /* past 8 MiB: the thread runs */
+        memset(big, 1, 24 * MiB);
+        free(big);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *p = malloc(16 * MiB);          /* the child's own thread */
+            memset(p, 2, 16 * MiB);
+            free(p);
+            void *q = malloc(100);
+            free(q);
+            /* Not exit(): another thread may have held one of glibc's
+             * locks at the fork (dlclose holds the atexit list's).  Exit
+             * with the thread running is every test process's own end. */
+            _exit(0);
+        }
+        forks++;
+        bad_children += child_status(pid) != 0;
+        usleep(20000);
+    }
+    stop_threads = 1;
+    pthread_join(dl, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(ch[i], NULL);
+    printf("g. 1.5 s of dlopen/dlclose (%ld loads), %d forks that allocate, 2 churning "
+           "threads: no deadlock\n", loads, forks);
+    CHECK(loads > 0, "dlopen never loaded libm.so.6 or libresolv.so.2");
+    CHECK(forks > 10, "only %d forks", forks);
+    CHECK(bad_children == 0, "%d children did not exit cleanly", bad_children);
+}
+
 /* e: run in a child with HAKMEM_RETAIN_MS=50. */
 static int learning(void)
 {
@@ -341,6 +429,17 @@ int main(int argc, char **argv)
         _exit(t_failures ? 1 : 0);
     }
     CHECK(child_status(pid) == 0, "Huge churn child failed");
+
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        t_checks = t_failures = 0;
+        no_deadlock();
+        fflush(stdout);
+        _exit(t_failures ? 1 : 0);
+    }
+    int st = child_status(pid);
+    CHECK(st == 0, "dlopen/fork/exit child: status %d%s", st, st == 128 + SIGALRM ? " (deadlock: alarm)" : "");
 
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
