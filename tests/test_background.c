@@ -375,6 +375,28 @@ static int learning(void)
     return test_done("test_background (learning)");
 }
 
+/* c: the fork child has no thread until it needs one. */
+static void fork_child_burst(void)
+{
+    CHECK(threads() == 1, "fork child: %ld threads before it allocates", threads());
+    burst_and_wait("c. fork child, 256 MiB", 256 * MiB, 5);
+}
+
+/* fn in a fork child, its checks reported by its exit status. */
+static void run_forked(const char *label, void (*fn)(void))
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        t_checks = t_failures = 0;
+        fn();
+        fflush(stdout);
+        _exit(t_failures ? 1 : 0);
+    }
+    int st = child_status(pid);
+    CHECK(st == 0, "%s: child status %d%s", label, st, st == 128 + SIGALRM ? " (deadlock: alarm)" : "");
+}
+
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
     fflush(stdout);
@@ -408,38 +430,9 @@ int main(int argc, char **argv)
     table_init(1024 * MiB);
     burst_and_wait("b. 1 GiB", 1024 * MiB, 3);
 
-    /* c. fork: the child has no thread until it needs one */
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        t_checks = t_failures = 0;
-        CHECK(threads() == 1, "fork child: %ld threads before it allocates", threads());
-        burst_and_wait("c. fork child, 256 MiB", 256 * MiB, 5);
-        fflush(stdout);
-        _exit(t_failures ? 1 : 0);
-    }
-    CHECK(child_status(pid) == 0, "fork child failed");
-
-    fflush(stdout);
-    pid = fork();
-    if (pid == 0) {
-        t_checks = t_failures = 0;
-        huge_churn();
-        fflush(stdout);
-        _exit(t_failures ? 1 : 0);
-    }
-    CHECK(child_status(pid) == 0, "Huge churn child failed");
-
-    fflush(stdout);
-    pid = fork();
-    if (pid == 0) {
-        t_checks = t_failures = 0;
-        no_deadlock();
-        fflush(stdout);
-        _exit(t_failures ? 1 : 0);
-    }
-    int st = child_status(pid);
-    CHECK(st == 0, "dlopen/fork/exit child: status %d%s", st, st == 128 + SIGALRM ? " (deadlock: alarm)" : "");
+    run_forked("c. fork", fork_child_burst);
+    run_forked("f. Huge churn", huge_churn);
+    run_forked("g. dlopen/fork", no_deadlock);
 
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
