@@ -106,6 +106,20 @@ struct hak_peaks {
 };
 HAK_API void   hak_stats_peaks(struct hak_peaks *out);
 
+/* The adaptive layer: what the background thread returned and what it
+ * learned (docs/ARCHITECTURE.md). */
+struct hak_adaptive_stats {
+    int    background;          /* 1 while the background thread runs        */
+    size_t released_bytes;      /* bytes it purged or unmapped so far        */
+    size_t retain_ms;           /* free page retention in effect             */
+    size_t retain_changes;      /* times the retention was lengthened or cut */
+    size_t huge_cache_cap;      /* bytes the Huge cache may hold             */
+    size_t huge_cache_changes;  /* times that capacity was raised or halved  */
+    size_t huge_reused;         /* Huge allocations served from the cache    */
+    size_t huge_reused_bytes;   /* bytes of those that were not faulted in   */
+};
+HAK_API void   hak_stats_adaptive(struct hak_adaptive_stats *out);
+
 /* One size class, gathered at the call (a snapshot while other threads go
  * on).  Classes are numbered from 0: Tiny, then Mid, then Large. */
 struct hak_class_stats {

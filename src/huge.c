@@ -179,10 +179,13 @@ static void cache_learn(size_t need, size_t reused)
             best = c;
         }
     }
-    if (best > cache_cap)
+    if (best > cache_cap) {
         cache_cap = best;
-    else if (epoch.regrets == 0 && epoch.used < cache_cap / 2 && cache_cap / 2 >= CACHE_MIN)
+        hak_stat_add(HAK_STAT_HUGE_CAP_CHANGES, 1);
+    } else if (epoch.regrets == 0 && epoch.used < cache_cap / 2 && cache_cap / 2 >= CACHE_MIN) {
         cache_cap /= 2;
+        hak_stat_add(HAK_STAT_HUGE_CAP_CHANGES, 1);
+    }
     memset(&epoch, 0, sizeof epoch);
 }
 
@@ -212,7 +215,12 @@ static char *cache_take(size_t need, size_t *got)
     }
     if (best == CACHE_SLOTS)
         best = largest;
-    cache_learn(need, best == CACHE_SLOTS ? 0 : cache[best].map_size < need ? cache[best].map_size : need);
+    size_t reused = best == CACHE_SLOTS ? 0 : cache[best].map_size < need ? cache[best].map_size : need;
+    cache_learn(need, reused);
+    if (reused) {
+        hak_stat_add(HAK_STAT_HUGE_REUSED, 1);
+        hak_stat_add(HAK_STAT_HUGE_REUSED_BYTES, reused);
+    }
     if (best == CACHE_SLOTS) {
         hak_unlock(&hak_huge_lock);
         return NULL;
@@ -299,7 +307,9 @@ uint64_t hak_huge_release(void)
 {
     uint64_t next = HAK_NEVER;
     hak_lock(&hak_huge_lock);
+    size_t before = cache_bytes;
     cache_expire(false);
+    hak_stat_add(HAK_STAT_BG_RELEASED, before - cache_bytes);
     uint64_t now = hak_now_ms(), retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     for (unsigned i = 0; i < cache_n; i++)
         if (cache[i].freed_ms + retain - now < next)

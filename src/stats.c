@@ -169,6 +169,19 @@ void hak_stat_note_committed(void)
                    atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed));
 }
 
+void hak_stats_adaptive(struct hak_adaptive_stats *out)
+{
+    hak_init();
+    out->background = atomic_load(&hak_bg_state) == HAK_BG_RUNNING;
+    out->released_bytes = atomic_load(&hak_stat[HAK_STAT_BG_RELEASED]);
+    out->retain_ms = (size_t)hak_pool_retain_ms();
+    out->retain_changes = atomic_load(&hak_stat[HAK_STAT_RETAIN_CHANGES]);
+    out->huge_cache_cap = hak_huge_cache_cap();
+    out->huge_cache_changes = atomic_load(&hak_stat[HAK_STAT_HUGE_CAP_CHANGES]);
+    out->huge_reused = atomic_load(&hak_stat[HAK_STAT_HUGE_REUSED]);
+    out->huge_reused_bytes = atomic_load(&hak_stat[HAK_STAT_HUGE_REUSED_BYTES]);
+}
+
 void hak_stats_peaks(struct hak_peaks *out)
 {
     hak_init();
@@ -284,7 +297,7 @@ static void put_permille(msg_t *m, unsigned long v)
 
 /* Everything both reports say, gathered once: the figures in one table
  * (the text's label, the JSON key, whether it is a peak), then the walk. */
-#define REPORT_ROWS 23
+#define REPORT_ROWS 29
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
     struct hak_stats st;
@@ -294,8 +307,10 @@ typedef struct {
 static void gather(report_t *r)
 {
     struct hak_peaks pk;
+    struct hak_adaptive_stats ad;
     hak_stats_get(&r->st);
     hak_stats_peaks(&pk);
+    hak_stats_adaptive(&ad);
     const struct hak_stats *st = &r->st;
     size_t i = 0;
 #define ROW(label_, key_, v_, peak_) \
@@ -317,8 +332,14 @@ static void gather(report_t *r)
     ROW("threads started", "threads_started", st->threads_started, false);
     ROW("threads exited", "threads_exited", st->threads_exited, false);
     ROW("idle slabs released", "idle_slabs_released", st->idle_slabs_released, false);
-    ROW("free page retention ms", "retain_ms", (size_t)hak_pool_retain_ms(), false);
-    ROW("huge cache capacity bytes", "huge_cache_cap", hak_huge_cache_cap(), false);
+    ROW("background thread running", "background", (size_t)ad.background, false);
+    ROW("background released bytes", "background_released", ad.released_bytes, false);
+    ROW("free page retention ms", "retain_ms", ad.retain_ms, false);
+    ROW("retention changes", "retain_changes", ad.retain_changes, false);
+    ROW("huge cache capacity bytes", "huge_cache_cap", ad.huge_cache_cap, false);
+    ROW("huge cache capacity changes", "huge_cache_changes", ad.huge_cache_changes, false);
+    ROW("huge cache reuses", "huge_reused", ad.huge_reused, false);
+    ROW("huge cache reused bytes", "huge_reused_bytes", ad.huge_reused_bytes, false);
     ROW("peak mapped bytes", "mapped", pk.mapped, true);
     ROW("peak committed bytes", "committed", pk.committed, true);
     ROW("peak slab bytes", "slab_bytes", pk.in_slabs, true);

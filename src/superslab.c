@@ -254,8 +254,11 @@ static void watch_take(size_t k, uint64_t now)
     if (watch.regretted * 2 < watch.purged)
         return;
     uint64_t need = 2 * (now - watch.start + retain_ms()), base = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
+    unsigned before = retain_shift;
     while (retain_shift < RETAIN_SHIFT_MAX && base << retain_shift < need)
         retain_shift++;
+    if (retain_shift != before)
+        hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
     watch.purged = watch.regretted = 0;
 }
 
@@ -266,8 +269,10 @@ static void watch_learn(uint64_t now)
     uint64_t horizon = (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << RETAIN_SHIFT_MAX;
     if (watch.purged == 0 || now - watch.start < horizon)
         return;
-    if (watch.regretted * 8 < watch.purged && retain_shift > 0)
+    if (watch.regretted * 8 < watch.purged && retain_shift > 0) {
         retain_shift--;
+        hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
+    }
     watch.purged = watch.regretted = 0;
 }
 
@@ -449,8 +454,10 @@ uint64_t hak_pool_release(void)
     uint64_t next = HAK_NEVER;
     hak_lock(&pool_lock);
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
+    size_t dirty_before = dirty_bytes;
     watch_learn(now);
     purge_old(now, false);
+    hak_stat_add(HAK_STAT_BG_RELEASED, dirty_before - dirty_bytes);
     uint64_t retain = retain_ms();
     for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
         if (ss->dirty_pages && ss->last_free_ms + retain - now < next)

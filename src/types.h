@@ -600,6 +600,9 @@ enum {
     HAK_STAT_REMOTE_BATCHES,        /* batches pushed onto an owner's inbox        */
     HAK_STAT_REMOTE_DRAINS,         /* slab remote lists taken by their owner      */
     HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
+    HAK_STAT_BG_RELEASED,           /* bytes the background thread released        */
+    HAK_STAT_RETAIN_CHANGES, HAK_STAT_HUGE_CAP_CHANGES,
+    HAK_STAT_HUGE_REUSED, HAK_STAT_HUGE_REUSED_BYTES,
     /* Peaks, raised on the slow paths that change the figure: */
     HAK_STAT_PEAK_MAPPED, HAK_STAT_PEAK_COMMITTED, HAK_STAT_PEAK_IN_SLABS, HAK_STAT_PEAK_HUGE,
     HAK_STAT_COUNT

@@ -167,6 +167,10 @@ static void burst_and_wait(const char *label, size_t bytes, uint64_t seed)
     CHECK(took >= 0, "%s: RSS %.1f MiB after 1 s, limit %.1f (before %.1f)", label, (double)last / MiB,
           (double)(base + base / 10 + 2 * MiB) / MiB, (double)base / MiB);
     CHECK(threads() == 2, "%s: %ld threads, expected the program's and HAKMEM's", label, threads());
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    CHECK(ad.background == 1, "%s: hak_stats_adaptive says no background thread", label);
+    CHECK(ad.released_bytes > 0, "%s: hak_stats_adaptive counts no bytes released by the thread", label);
 }
 
 static int child_status(pid_t pid)
@@ -242,6 +246,13 @@ static void huge_churn(void)
         size[k] = n;
     }
     long cap = stat_json("huge_cache_cap"), in_use = stat_json("huge_in_use");
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    CHECK((long)ad.huge_cache_cap == cap, "hak_stats_adaptive's capacity %zu, the report's %ld",
+          ad.huge_cache_cap, cap);
+    CHECK(ad.huge_cache_changes > 0 && ad.huge_reused > ROUNDS / 2 && ad.huge_reused_bytes > 0,
+          "Huge cache: %zu capacity changes, %zu reuses (%zu bytes)", ad.huge_cache_changes,
+          ad.huge_reused, ad.huge_reused_bytes);
     printf("f. Huge churn, 20 live blocks of 5-25 MiB, %d replaced: page faults per third %ld %ld %ld; "
            "cache capacity %.0f MiB (live Huge %.0f MiB)\n", ROUNDS, faults[0], faults[1], faults[2],
            (double)cap / MiB, (double)in_use / MiB);
@@ -358,6 +369,11 @@ static int learning(void)
     for (int c = 0; c < CYCLES; c++)
         printf(" %ld", retain[c]);
     printf("\n");
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    CHECK(ad.retain_changes > 0 && (long)ad.retain_ms == retain[CYCLES - 1],
+          "hak_stats_adaptive: %zu retention changes, %zu ms (the report: %ld)", ad.retain_changes,
+          ad.retain_ms, retain[CYCLES - 1]);
     CHECK(retain[0] >= 50, "retention %ld ms, below the setting", retain[0]);
     CHECK(retain[CYCLES - 1] > 200, "retention %ld ms after %d cycles: it did not learn the 200 ms gap",
           retain[CYCLES - 1], CYCLES);
