@@ -68,7 +68,12 @@ $(BUILD)/bench/%: bench/%.c bench/common.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -pthread $(WARN) $< -o $@ -lm
 
-tests: lib benches $(BUILD)/hakmem $(TEST_BINS)
+tests: lib benches $(BUILD)/hakmem $(TEST_BINS) $(BUILD)/testlib/liballoc_plugin.so
+# A library that allocates, for test_background's dlopen/dlclose loop (kept
+# out of build/tests, whose every executable is a test).
+$(BUILD)/testlib/liballoc_plugin.so: tests/plugin/alloc_plugin.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 -g -shared -fPIC $(WARN) $< -o $@
 $(BUILD)/tests/%: tests/%.c tests/testutil.h include/hakmem.h $(BUILD)/libhakmem.so
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O1 -g -pthread -Iinclude $(WARN) $< -o $@ $(TEST_LINK)

@@ -15,8 +15,8 @@
  *      live block's pages are ever another's (split, joined, grown);
  *   g. no deadlock: threads that dlopen/dlclose libraries, fork children
  *      that allocate (starting their own thread), while others churn
- *      enough memory to keep the thread busy; under alarm(30).  (Every
- *      test process here exits with the thread running.)
+ *      enough memory to keep the thread busy; under alarm(30);
+ *   h. exit() called by four threads at once, the thread running.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -269,15 +269,23 @@ static void huge_churn(void)
 /* g */
 static volatile int stop_threads;
 
+static char plugin_path[4096];          /* build/testlib/liballoc_plugin.so */
+static long plugin_bad;
+
 static void *dlopen_loop(void *arg)
 {
     long *loads = arg;
     while (!stop_threads) {
         void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
-        void *z = dlopen("libresolv.so.2", RTLD_NOW | RTLD_LOCAL);
+        void *z = dlopen(plugin_path, RTLD_NOW | RTLD_LOCAL);
         *loads += (h != NULL) + (z != NULL);
-        if (z)
+        if (z) {
+            long (*work)(size_t) = (long (*)(size_t))dlsym(z, "plugin_work");
+            plugin_bad += work == NULL || work(3 << 20) != (3 << 20) / 512;
             dlclose(z);
+        } else {
+            plugin_bad++;
+        }
         if (h)
             dlclose(h);
     }
@@ -340,9 +348,11 @@ static void no_deadlock(void)
     pthread_join(dl, NULL);
     for (int i = 0; i < 2; i++)
         pthread_join(ch[i], NULL);
-    printf("g. 1.5 s of dlopen/dlclose (%ld loads), %d forks that allocate, 2 churning "
+    printf("g. 1.5 s of dlopen/dlclose of libm and a library that allocates (%ld loads), %d forks "
+           "that allocate, 2 churning "
            "threads: no deadlock\n", loads, forks);
-    CHECK(loads > 0, "dlopen never loaded libm.so.6 or libresolv.so.2");
+    CHECK(loads > 0 && plugin_bad == 0, "%ld loads; %ld failed loads or wrong sums of %s", loads,
+          plugin_bad, plugin_path);
     CHECK(forks > 10, "only %d forks", forks);
     CHECK(bad_children == 0, "%d children did not exit cleanly", bad_children);
 }
@@ -426,6 +436,32 @@ static void run_env_child(const char *self, const char *mode, const char *env)
     CHECK(st == 0, "%s child (%s) exited with %d", mode, env, st);
 }
 
+/* h: several threads call exit() at once while the thread runs. */
+static pthread_barrier_t exit_barrier;
+
+static void *exit_thread(void *arg)
+{
+    char *p = malloc(12 * MiB);
+    memset(p, 3, 12 * MiB);
+    free(p);
+    pthread_barrier_wait(&exit_barrier);
+    exit(0);
+    return arg;
+}
+
+static void exits_at_once(void)
+{
+    enum { N = 4 };
+    pthread_t t[N];
+    alarm(30);
+    pthread_barrier_init(&exit_barrier, NULL, N);
+    for (int i = 0; i < N; i++)
+        pthread_create(&t[i], NULL, exit_thread, NULL);
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    CHECK(0, "no thread's exit() ended the process");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--off") == 0)
@@ -448,7 +484,13 @@ int main(int argc, char **argv)
 
     run_forked("c. fork", fork_child_burst);
     run_forked("f. Huge churn", huge_churn);
+    const char *slash = strrchr(argv[0], '/');
+    snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
+             slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
     run_forked("g. dlopen/fork", no_deadlock);
+    for (int i = 0; i < 5; i++)
+        run_forked("h. exit() from 4 threads at once", exits_at_once);
+    printf("h. exit() from 4 threads at once, 5 times: every process ended with status 0\n");
 
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
