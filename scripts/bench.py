@@ -81,6 +81,7 @@ SUITE = [
     ("random_mixed-8192",  "random_mixed",    "30000000 8192 42",          (0,),   "20000 8192 42"),
     ("comprehensive",      "comprehensive",   "1.0",                       (0,),   "0.01"),
     ("fragment_stress",    "fragment_stress", "150 42",                    (0,),   "1 42"),
+    ("phases",             "phases",          "1024 42 1000",              (0,),   "16 42 10"),
     ("xthread",            "xthread",         "2 6000000 512",             (1,),   "2 2000 512"),
     # slot_server and transfer: the same total work at every thread count, ~1-2 s each
     ("slot_server-1t",     "slot_server",     "1 48000 500",               (1,),   "1 20 500"),
@@ -108,6 +109,10 @@ DESCRIPTIONS = {
     "fragment_stress": "long- and short-lived objects interleaved while the size mix changes "
                        "each round (small, medium, mixed, odd sizes just above powers of two); "
                        "reports its own peak and final RSS",
+    "phases": "one process through a 1 GiB burst of 16 B-64 KiB blocks with 90% freed, then in a "
+              "seeded order: 1 s with no allocator call, churn of 64 KiB-8 MiB buffers, a working "
+              "set shifting from small to large blocks and back, producer/consumer threads in waves; "
+              "time excludes the idle second",
     "xthread": "producer/consumer thread pairs passing blocks (8 B to max) through lock-free "
                "rings: every block is freed by a thread other than the one that allocated it",
     "slot_server": "threads each holding an array of 1000 blocks (8-1000 B); each round a "
