@@ -1,0 +1,51 @@
+/*
+ * large_churn: 16 live buffers of 64 KiB .. 8 MiB (size classes by doubling,
+ * uniform within one), one replaced at a time and written on every page, as
+ * a program that keeps a few big work buffers does.  What it measures is how
+ * much freed Large and Huge memory is reused without faulting it in again.
+ *
+ *   large_churn [replacements] [seed]
+ *   result: ops=<mallocs+frees> seconds=<wall> ops_per_sec=... faults=<minor>
+ */
+#include <sys/resource.h>
+
+#include "common.h"
+
+int main(int argc, char **argv)
+{
+    unsigned long long n = 100000, seed = 7;
+    if ((argc > 1 && !parse_ulong(argv[1], 1, 1ull << 40, &n)) ||
+        (argc > 2 && !parse_ulong(argv[2], 1, ~0ull, &seed))) {
+        fprintf(stderr, "usage: large_churn [replacements] [seed]\n");
+        return 2;
+    }
+    uint64_t rng = mix64(seed) | 1;
+    char *live[16] = { 0 };
+    uint64_t ops = 0;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    double t0 = now_seconds();
+    for (unsigned long long i = 0; i < n; i++) {
+        unsigned k = (unsigned)(rng_next(&rng) % 16);
+        unsigned sh = 16 + (unsigned)(rng_next(&rng) % 7);     /* 64 KiB .. 4 MiB, doubled */
+        size_t size = ((size_t)1 << sh) + (size_t)(rng_next(&rng) % ((size_t)1 << sh));
+        if (live[k]) {
+            free(live[k]);
+            ops++;
+        }
+        live[k] = malloc(size);
+        if (!malloc_ok("large_churn", live[k], size))
+            return 2;
+        ops++;
+        for (size_t o = 0; o < size; o += 4096)
+            live[k][o] = (char)i;
+    }
+    for (unsigned k = 0; k < 16; k++)
+        free(live[k]);
+    double t = now_seconds() - t0;
+    getrusage(RUSAGE_SELF, &ru1);
+    char extra[64];
+    snprintf(extra, sizeof extra, " faults=%ld", ru1.ru_minflt - ru0.ru_minflt);
+    print_result(ops, t, extra);
+    return 0;
+}
