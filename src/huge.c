@@ -23,7 +23,8 @@
  * that was grown) are regretted when one of those frees would have served
  * it had the cache held everything freed since (that many bytes: the
  * distance).  After EPOCH allocations each regret's distance is a candidate
- * capacity, scored by the bytes it would have saved less the bytes it adds;
+ * capacity, scored by the bytes it would have saved over EPOCHS_AHEAD such
+ * epochs (a raise is not undone sooner) less the bytes it adds;
  * the best, if it gains, becomes the capacity (at most the bytes in live Huge
  * blocks).  An epoch with no regret that used under half the capacity halves
  * it, down to CACHE_MIN.
@@ -38,6 +39,7 @@
 #define CACHE_MAX_BLOCK ((size_t)32 << 20)
 #define GHOSTS 32
 #define EPOCH 32
+#define EPOCHS_AHEAD 8      /* a raised capacity lasts at least this long: its savings count so often */
 
 hak_lock_t hak_huge_lock;                   /* the cache and its learning */
 static struct { char *h; size_t map_size; uint64_t freed_ms; } cache[CACHE_SLOTS];
@@ -174,6 +176,7 @@ static void cache_learn(size_t need, size_t reused)
         for (unsigned i = 0; i < epoch.regrets; i++)
             if (epoch.regret[i].distance <= c)
                 saved += epoch.regret[i].bytes;
+        saved *= EPOCHS_AHEAD;
         if (saved > c - cache_cap && saved - (c - cache_cap) > best_gain) {
             best_gain = saved - (c - cache_cap);
             best = c;
