@@ -83,7 +83,14 @@ static void map_mark(char *h, size_t map_size, char *user)
                                                           : HAK_REGION_HUGE_PREV);
 }
 
-static void map_clear(char *from, char *to) { hak_region_release(from, to); }
+/* Gives back the mapping [h, h + size) and its map entries: the entries
+ * first, so that a new mapping at the same address cannot have its entries
+ * wiped by us. */
+static void mapping_unmap(char *h, size_t size)
+{
+    hak_region_release(h, h + size);
+    hak_os_unmap(h, size);
+}
 
 static huge_hdr_t *huge_header(const void *p)
 {
@@ -97,17 +104,26 @@ static huge_hdr_t *huge_header(const void *p)
     return h->magic == HUGE_MAGIC && h->user == p ? h : NULL;
 }
 
-/* Unmaps cached mappings freed more than HAKMEM_RETAIN_MS ago (all if
- * `all`); the caller holds hak_huge_lock. */
-/* Unmaps cache entry i; the caller holds hak_huge_lock. */
+/* Entry i unmapped and removed; the caller holds hak_huge_lock. */
 static void cache_drop(unsigned i)
 {
-    map_clear(cache[i].h, cache[i].h + cache[i].map_size);
-    hak_os_unmap(cache[i].h, cache[i].map_size);
+    mapping_unmap(cache[i].h, cache[i].map_size);
     cache_bytes -= cache[i].map_size;
     cache[i] = cache[--cache_n];
 }
 
+/* A new entry; the caller holds hak_huge_lock and has found it room. */
+static void cache_add(char *h, size_t size, uint64_t freed_ms)
+{
+    cache[cache_n].h = h;
+    cache[cache_n].map_size = size;
+    cache[cache_n].freed_ms = freed_ms;
+    cache_n++;
+    cache_bytes += size;
+}
+
+/* Unmaps cached mappings freed more than HAKMEM_RETAIN_MS ago (all if
+ * `all`); the caller holds hak_huge_lock. */
 static void cache_expire(bool all)
 {
     uint64_t now = hak_now_ms(), retain = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
@@ -136,11 +152,10 @@ static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_
     if (moved == NULL)
         return NULL;
     if (!hak_os_move(h, size, moved, need)) {
-        hak_region_release(moved, moved + need);
-        hak_os_unmap(moved, need);
+        mapping_unmap(moved, need);
         return NULL;
     }
-    map_clear(h, end);
+    hak_region_release(h, end);             /* its pages are at moved now */
     return moved;
 }
 
@@ -234,19 +249,14 @@ static char *cache_take(size_t need, size_t *got)
     cache_bytes -= size;
     cache[best] = cache[--cache_n];
     if (size > need && cache_n < CACHE_SLOTS) {
-        cache[cache_n].h = h + need;
-        cache[cache_n].map_size = size - need;
-        cache[cache_n].freed_ms = freed_ms;
-        cache_n++;
-        cache_bytes += size - need;
+        cache_add(h + need, size - need, freed_ms);
         size = need;
     }
     hak_unlock(&hak_huge_lock);
     if (size < need) {
         char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0);
         if (grown == NULL) {
-            map_clear(h, h + size);
-            hak_os_unmap(h, size);
+            mapping_unmap(h, size);
             return NULL;
         }
         hak_pool_yield_room(need - size);
@@ -291,11 +301,7 @@ static bool cache_put(char *h, size_t map_size)
         cache_drop(old);
     }
     if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= cache_cap) {
-        cache[cache_n].h = h;
-        cache[cache_n].map_size = map_size;
-        cache[cache_n].freed_ms = hak_now_ms();
-        cache_n++;
-        cache_bytes += map_size;
+        cache_add(h, map_size, hak_now_ms());
         if (epoch.used < cache_bytes)
             epoch.used = cache_bytes;
         kept = true;
@@ -383,10 +389,7 @@ void hak_huge_free(void *p, const char *call)
     h->magic = 0;                   /* now no pointer names this header */
     if (h->align <= 64 && cache_put((char *)h, map_size))
         return;
-    /* The map entries go before the mapping, so that a new mapping at the
-     * same address cannot have its entries wiped by us. */
-    map_clear((char *)h, (char *)h + map_size);
-    hak_os_unmap(h, map_size);
+    mapping_unmap((char *)h, map_size);
 }
 
 size_t hak_huge_usable(const void *p)
@@ -420,8 +423,7 @@ void *hak_huge_realloc(void *p, size_t n)
         h->map_size = need;
         map_mark(grown, need, h->user);
     } else if (need < h->map_size) {
-        map_clear((char *)h + need, (char *)h + h->map_size);
-        hak_os_unmap((char *)h + need, h->map_size - need);
+        mapping_unmap((char *)h + need, h->map_size - need);
         h->map_size = need;
     }
     huge_bytes_changed(usable - h->usable);
