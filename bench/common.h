@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* xorshift64*: small, fast, deterministic for a given seed (never seed it 0). */
 static inline uint64_t rng_next(uint64_t *s)
@@ -186,6 +188,25 @@ static inline void print_result(uint64_t ops, double elapsed, const char *extra)
 {
     printf("result: ops=%llu seconds=%.3f ops_per_sec=%.1f%s\n", (unsigned long long)ops,
            elapsed, elapsed > 0 ? (double)ops / elapsed : 0.0, extra);
+}
+
+/* Resident KiB from /proc/self/statm, read with open/read: no stdio, so no
+ * allocator call (for measuring a program that makes none); 0 if unavailable. */
+static inline long statm_rss_kb(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long size, res;
+    if (sscanf(buf, "%lu %lu", &size, &res) != 2)
+        return 0;
+    return (long)(res * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
 }
 
 /* A field of /proc/self/status (VmRSS, VmHWM...) in KiB; -1 if unavailable. */

@@ -38,16 +38,12 @@ static double rss_sum_kb_s;         /* integral of RSS over time, KiB x s */
 static long rss_peak_kb;
 static double sampler_start;
 
-/* From /proc/self/status (stdio: a few small allocations, alike under every
- * allocator). */
-static long read_rss_kb(void) { return status_kb("VmRSS"); }
-
 static void *sampler(void *arg)
 {
     (void)arg;
     double last = now_seconds();
     while (!sampler_stop) {
-        long kb = read_rss_kb();
+        long kb = statm_rss_kb();
         double t = now_seconds();
         rss_sum_kb_s += (double)kb * (t - last);
         last = t;
@@ -108,26 +104,28 @@ static void phase_burst(size_t mib, uint64_t *rng)
 
 /* ---- idle ---------------------------------------------------------------------- */
 static double settle_ms;
+#define IDLE_SAMPLES 60001                  /* idle_ms <= 600000, one per 10 ms */
+static struct { double t; long kb; } idle_sample[IDLE_SAMPLES];
 
+/* Samples RSS every 10 ms; settled: the time of the last sample above the
+ * phase's lowest RSS + 10% + 2 MiB. */
 static void phase_idle(unsigned idle_ms)
 {
     double t0 = now_seconds();
-    long low = rss_now_kb ? rss_now_kb : read_rss_kb();
-    double settled_at = 0;
-    long last = low;
-    while ((now_seconds() - t0) * 1000 < idle_ms) {
+    size_t n = 0;
+    long low = -1;
+    while (n < IDLE_SAMPLES && (now_seconds() - t0) * 1000 < idle_ms) {
         usleep(10000);
-        long kb = read_rss_kb();
-        if (kb < low)
+        long kb = statm_rss_kb();
+        idle_sample[n].t = now_seconds() - t0;
+        idle_sample[n++].kb = kb;
+        if (low < 0 || kb < low)
             low = kb;
-        if (kb != last) {
-            settled_at = now_seconds() - t0;
-            last = kb;
-        }
     }
-    /* the last time RSS moved by more than the settle band above its low */
-    settle_ms = settled_at * 1000;
-    (void)low;
+    settle_ms = 0;
+    for (size_t i = 0; i < n; i++)
+        if (idle_sample[i].kb > low + low / 10 + 2048)
+            settle_ms = idle_sample[i].t * 1000;
 }
 
 /* ---- churn ---------------------------------------------------------------------- */

@@ -36,6 +36,7 @@
 
 #include "hakmem.h"
 #include "testutil.h"
+#include "../bench/common.h"     /* statm_rss_kb: RSS without an allocator call */
 
 #define MiB ((size_t)1 << 20)
 
@@ -55,21 +56,7 @@ static long proc_number(const char *file, const char *key)
     return p ? strtol(p + strlen(key), NULL, 10) : -1;
 }
 
-static size_t rss(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-    if (fd >= 0)
-        close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    unsigned long size, res;
-    if (sscanf(buf, "%lu %lu", &size, &res) != 2)
-        return 0;
-    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
-}
+static size_t rss(void) { return (size_t)statm_rss_kb() * 1024; }
 
 static long threads(void) { return proc_number("/proc/self/status", "Threads:"); }
 
