@@ -37,7 +37,7 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 TEST_C     := $(wildcard tests/*.c)
 TEST_CXX   := $(wildcard tests/*.cpp)
 TEST_BINS  := $(TEST_C:tests/%.c=$(BUILD)/tests/%) $(TEST_CXX:tests/%.cpp=$(BUILD)/tests/%)
-TEST_LINK  := -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -pthread
+TEST_LINK  := -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lhakmem -pthread -rdynamic
 
 .PHONY: all lib benches tests test test-debug sanitize clean
 all: lib benches $(BUILD)/hakmem

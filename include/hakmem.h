@@ -29,7 +29,7 @@ extern "C" {
  * for the library's SONAME, libhakmem.so.MAJOR, and the pkg-config and CMake
  * files). */
 #define HAKMEM_VERSION_MAJOR 0
-#define HAKMEM_VERSION_MINOR 9
+#define HAKMEM_VERSION_MINOR 10
 #define HAKMEM_VERSION_PATCH 0
 #define HAKMEM_VERSION_STR_(x) #x
 #define HAKMEM_VERSION_STR(x) HAKMEM_VERSION_STR_(x)
@@ -138,9 +138,11 @@ HAK_API int    hak_stats_class(int cls, struct hak_class_stats *out);
  * the default used; a HAKMEM_* name that is no setting is reported too. */
 struct hak_setting {
     const char *name;       /* "HAKMEM_RETAIN_MS"                              */
-    long value;             /* in effect                                       */
+    long value;             /* in effect (a text setting: 1 when set, else 0)  */
     long dflt, min, max;
     const char *meaning;
+    int is_text;            /* a text setting (HAKMEM_PROFILE): no range       */
+    const char *text;       /* its value in effect, or NULL when unset         */
 };
 /* The i-th setting, i from 0: 0, or -1 (errno EINVAL) past the last. */
 HAK_API int    hak_setting_at(int i, struct hak_setting *out);
@@ -157,6 +159,13 @@ HAK_API int    hak_setting_set(const char *name, long value);
 HAK_API void   hak_stats_print(int fd);
 /* The same as one line of JSON (HAKMEM_STATS=2 writes it at exit). */
 HAK_API void   hak_stats_print_json(int fd);
+
+/* Heap profiling (HAKMEM_PROFILE=FILE): writes the live sampled heap now,
+ * in the format of HAKMEM_PROFILE's file (pprof's legacy heap profile), to
+ * path, or to the HAKMEM_PROFILE file with ".N" added for the Nth dump when
+ * path is NULL.  0, or -1 with errno (EINVAL: profiling is off; or
+ * open's error). */
+HAK_API int    hak_profile_dump(const char *path);
 
 /* The version of the library in use (HAKMEM_VERSION of the header it was
  * built with), for a program to compare with the header it was built with. */

@@ -67,19 +67,34 @@ hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed
 
 static bool is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
+/* Slabs start on page boundaries, so a class whose size is a multiple of
+ * align has every block aligned; align 0 or a power of two. */
+static void *alloc_unwatched(size_t n, size_t align)
+{
+    if (align <= 16 && n <= HAK_LARGE_MAX)
+        return hak_alloc_class(hak_class_of(n));    /* every class is a multiple of 16 */
+    if (align <= HAK_SLAB_ALIGN_MAX && n <= HAK_LARGE_MAX)
+        return hak_alloc_class((unsigned)hak_class_for_aligned(n, align));
+    return hak_huge_alloc(n, align, false);
+}
+
+void *hak_alloc_watched(size_t n, size_t align)
+{
+    void *p = hak_check_mode ? hak_check_alloc(n, align) : alloc_unwatched(n, align);
+    if (hak_profile_on && p != NULL)
+        hak_profile_alloc(p, n);
+    return p;
+}
+
 void *hak_alloc_aligned(size_t align, size_t n)
 {
-    if (HAK_UNLIKELY(hak_check_mode))
-        return hak_check_alloc(n, align);
+    if (HAK_UNLIKELY(hak_slow_mode))
+        return hak_alloc_watched(n, align);
     if (align <= 8)
         return hak_malloc_fast(n);
     if (align <= 16)
         return hak_malloc_fast(n < 16 ? 16 : n);
-    /* Slabs start on page boundaries, so a class whose size is a multiple of
-     * align has every block aligned. */
-    if (align <= HAK_SLAB_ALIGN_MAX && n <= HAK_LARGE_MAX)
-        return hak_alloc_class((unsigned)hak_class_for_aligned(n, align));
-    return hak_huge_alloc(n, align, false);
+    return alloc_unwatched(n, align);
 }
 
 void *hak_calloc_impl(size_t count, size_t size)
@@ -89,8 +104,12 @@ void *hak_calloc_impl(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (n > HAK_LARGE_MAX)
-        return hak_huge_alloc(n, 0, true);
+    if (n > HAK_LARGE_MAX) {
+        void *p = hak_huge_alloc(n, 0, true);
+        if (HAK_UNLIKELY(hak_profile_on) && p != NULL)
+            hak_profile_alloc(p, n);
+        return p;
+    }
     void *p = hak_malloc_fast(n);
     if (p == NULL)
         return p;
@@ -142,6 +161,8 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
         old = hak_huge_usable(p);
         if (n > HAK_LARGE_MAX) {
             void *q = hak_huge_realloc(p, n);
+            if (q != NULL && HAK_UNLIKELY(hak_profile_on))
+                hak_profile_moved(p, q, n);
             if (q != NULL)
                 return q;
         }

@@ -261,9 +261,9 @@ bool hak_heap_init(hak_tls_t *t)
     hak_heap_rec_t *r = rec_alloc();
     if (r == NULL)
         return false;
-    r->check = hak_check_mode;
+    r->slow = hak_slow_mode;
     t->rec = r;
-    t->id = r->check ? HAK_HEAP_ID_NONE : (uintptr_t)r;
+    t->id = r->slow ? HAK_HEAP_ID_NONE : (uintptr_t)r;
     hak_stat_add(HAK_STAT_THREADS_STARTED, 1);
     /* Last, because it may allocate: the heap works by now. */
     if (atomic_load(&heap_key_ready))
@@ -451,7 +451,7 @@ void *hak_alloc_class(unsigned cls)
             return NULL;
         }
         b = s->free;
-        if (t->rec->check) {
+        if (hak_check_mode) {
             check_free_block(b);
             hak_check_handed_out(b, s->bsize);
             b->mark = 0;
@@ -463,12 +463,12 @@ void *hak_alloc_class(unsigned cls)
 }
 
 /* Every malloc the fast path cannot serve: n, the size asked for, is what
- * check mode's guards need. */
+ * check mode's guards and the profile need. */
 void *hak_alloc_slow(size_t n)
 {
     hak_background_poke();
-    if (HAK_UNLIKELY(hak_check_mode))
-        return hak_check_alloc(n, 0);
+    if (HAK_UNLIKELY(hak_slow_mode))
+        return hak_alloc_watched(n, 0);
     if (n > HAK_LARGE_MAX)
         return hak_huge_alloc(n, 0, false);
     return hak_alloc_class(hak_class_of(n));

@@ -14,6 +14,7 @@
  * stop looking free afterwards, which is safe. */
 uintptr_t hak_free_key = 0x9e3779b97f4a7c15u;
 bool hak_check_mode;
+bool hak_slow_mode;
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static _Atomic int init_state;
@@ -24,6 +25,7 @@ static __thread char init_marker;        /* its address names this thread */
  * held by a thread that does not exist there. */
 static void fork_prepare(void)
 {
+    hak_profile_fork_prepare();
     hak_heap_fork_prepare();
     hak_lock(&hak_own_lock);
     hak_lock(&hak_rec_lock);
@@ -38,6 +40,7 @@ static void fork_parent(void)
     hak_unlock(&hak_rec_lock);
     hak_unlock(&hak_own_lock);
     hak_heap_fork_parent();
+    hak_profile_fork_parent();
 }
 
 static void fork_child(void)
@@ -48,6 +51,7 @@ static void fork_child(void)
     hak_heap_fork_child();
     hak_own_fork_child(&hak_tls);
     hak_background_fork_child();
+    hak_profile_fork_child();
 }
 
 static void init_slow(void)
@@ -58,6 +62,8 @@ static void init_slow(void)
         hak_options_init();
         hak_stats_init();
         hak_check_mode = hak_options[HAK_OPT_CHECK] != 0;
+        hak_profile_init();
+        hak_slow_mode = hak_check_mode || hak_profile_on;
         hak_os_fault_init();
         const void *rnd = (const void *)getauxval(AT_RANDOM);  /* 16 bytes, unaligned */
         if (rnd) {

@@ -9,12 +9,19 @@
 
 extern char **environ;
 
-#define HAK_OPTION_DEFAULT(id, env, dflt, ...) dflt,
+#define HAK_OPTION_DEFAULT(id, env, kind, dflt, ...) dflt,
 long hak_options[HAK_OPT_COUNT] = { HAK_OPTION_TABLE(HAK_OPTION_DEFAULT) };
 
-typedef struct { const char *env; long dflt, min, max; const char *meaning; } option_desc_t;
-#define HAK_OPTION_DESC(id, env, dflt, min, max, meaning) { env, dflt, min, max, meaning },
+typedef struct { const char *env; int kind; long dflt, min, max; const char *meaning; } option_desc_t;
+#define HAK_OPTION_DESC(id, env, kind, dflt, min, max, meaning) \
+    { env, HAK_OPTION_##kind, dflt, min, max, meaning },
 static const option_desc_t option_desc[HAK_OPT_COUNT] = { HAK_OPTION_TABLE(HAK_OPTION_DESC) };
+
+/* TEXT settings' values, copied at start-up: the program may change its
+ * environment later. */
+static char option_text[HAK_OPT_COUNT][HAK_TEXT_MAX];
+
+const char *hak_option_text(int id) { return option_text[id][0] ? option_text[id] : NULL; }
 
 #define NAME_MAX_LEN 40                 /* longer HAKMEM_* names get no suggestion */
 
@@ -106,7 +113,15 @@ void hak_options_init(void)
         hak_options[i] = d->dflt;
         if (v == NULL)
             continue;
-        if (parse(v, d->min, d->max, &x))
+        if (d->kind == HAK_OPTION_TEXT) {
+            size_t n = strlen(v);
+            if (n < HAK_TEXT_MAX) {
+                memcpy(option_text[i], v, n + 1);
+                hak_options[i] = n > 0;
+            } else {
+                hak_warn_text_option(d->env, HAK_TEXT_MAX - 1);
+            }
+        } else if (parse(v, d->min, d->max, &x))
             hak_options[i] = x;
         else
             hak_warn_option(d->env, v, d->min, d->max, d->dflt);
@@ -130,6 +145,8 @@ int hak_setting_at(int i, struct hak_setting *out)
     out->min = d->min;
     out->max = d->max;
     out->meaning = d->meaning;
+    out->text = d->kind == HAK_OPTION_TEXT ? hak_option_text(i) : NULL;
+    out->is_text = d->kind == HAK_OPTION_TEXT;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Every call HAKMEM makes to the OS: memory (map, unmap, purge, grow, and
  * the fault injection that tests use to make mapping fail), time, sleeping
- * and waking, the background thread, and writing messages. */
+ * and waking, the background thread, and files (messages, the heap
+ * profile). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -200,3 +201,21 @@ void hak_os_write(int fd, const char *buf, size_t len)
         len -= (size_t)w;
     }
 }
+
+/* The file at path opened for writing (created or emptied, close-on-exec),
+ * or for reading: its fd, or -1 with errno set. */
+int hak_os_open(const char *path, bool write)
+{
+    int flags = O_CLOEXEC | (write ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY);
+    return open(path, flags, 0644);
+}
+
+/* Up to len bytes of fd into buf: how many (0 at the end, -1 on error). */
+long hak_os_read(int fd, char *buf, size_t len)
+{
+    ssize_t r;
+    do r = read(fd, buf, len); while (r < 0 && errno == EINTR);
+    return (long)r;
+}
+
+void hak_os_close(int fd) { close(fd); }

@@ -506,6 +506,8 @@ void hak_free_slow(void *p, const char *call)
     if (p == NULL)
         return;
     hak_slab_t *s = hak_block_slab(p, call, "double free");
+    if (HAK_UNLIKELY(hak_profile_on))
+        hak_profile_free(p, s);             /* before anyone can have p again */
     if (s == NULL) {
         hak_huge_free(p, call);
         return;
@@ -535,7 +537,7 @@ void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
 {
     hak_tls_t *t = &hak_tls;
     uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
-    if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_check_mode &&
+    if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_slow_mode &&
         hak_slab_block_valid(s, p))
         free_foreign(t, s, (hak_block_t *)p, o);
     else

@@ -24,11 +24,7 @@ void hak_stat_flush_thread(void)
     }
 }
 
-/* A message being formatted.  With fd >= 0 a full buffer is written out and
- * reused (reports of any length); otherwise the text is cut at the end. */
-typedef struct { char buf[640]; size_t len; int fd; } msg_t;
-
-static void put_ch(msg_t *m, char c)
+void hak_msg_ch(hak_msg_t *m, char c)
 {
     if (m->len == sizeof m->buf - 1) {
         if (m->fd < 0)
@@ -39,109 +35,126 @@ static void put_ch(msg_t *m, char c)
     m->buf[m->len++] = c;
 }
 
-static void put_str(msg_t *m, const char *s)
+void hak_msg_str(hak_msg_t *m, const char *s)
 {
     while (*s)
-        put_ch(m, *s++);
+        hak_msg_ch(m, *s++);
 }
 
-static void put_dec(msg_t *m, unsigned long v)
+void hak_msg_dec(hak_msg_t *m, unsigned long v)
 {
     char tmp[24];
     int i = 0;
     do tmp[i++] = (char)('0' + v % 10); while ((v /= 10) && i < 24);
     while (i > 0)
-        put_ch(m, tmp[--i]);
+        hak_msg_ch(m, tmp[--i]);
 }
 
-static void put_signed(msg_t *m, long v)
+static void put_signed(hak_msg_t *m, long v)
 {
     if (v < 0) {
-        put_str(m, "-");
+        hak_msg_str(m, "-");
         v = -v;
     }
-    put_dec(m, (unsigned long)v);
+    hak_msg_dec(m, (unsigned long)v);
 }
 
 /* As printf's %p: 0x and lowercase hex, or (nil). */
-static void put_ptr(msg_t *m, const void *p)
+void hak_msg_ptr(hak_msg_t *m, const void *p)
 {
     uintptr_t v = (uintptr_t)p;
     char tmp[20];
     int i = 0;
     if (v == 0) {
-        put_str(m, "(nil)");
+        hak_msg_str(m, "(nil)");
         return;
     }
     while (v) {
         tmp[i++] = "0123456789abcdef"[v & 15];
         v >>= 4;
     }
-    put_str(m, "0x");
+    hak_msg_str(m, "0x");
     while (i > 0)
-        put_ch(m, tmp[--i]);
+        hak_msg_ch(m, tmp[--i]);
 }
 
-static void emit(int fd, msg_t *m) { hak_os_write(fd, m->buf, m->len); }
+/* What is left to m's fd, or to stderr for a message (fd < 0). */
+void hak_msg_flush(hak_msg_t *m)
+{
+    hak_os_write(m->fd >= 0 ? m->fd : 2, m->buf, m->len);
+    m->len = 0;
+}
 
 void hak_fatal(const char *call, const char *what, const void *p)
 {
-    msg_t m = { .len = 0, .fd = -1 };
-    put_str(&m, "HAKMEM: ");
-    put_str(&m, call);
-    put_str(&m, "(): ");
-    put_str(&m, what);
-    put_str(&m, " ");
-    put_ptr(&m, p);
-    put_str(&m, "\n");
-    emit(2, &m);
+    hak_msg_t m = { .len = 0, .fd = -1 };
+    hak_msg_str(&m, "HAKMEM: ");
+    hak_msg_str(&m, call);
+    hak_msg_str(&m, "(): ");
+    hak_msg_str(&m, what);
+    hak_msg_str(&m, " ");
+    hak_msg_ptr(&m, p);
+    hak_msg_str(&m, "\n");
+    hak_msg_flush(&m);
     abort();
 }
 
 void hak_assert_fail(const char *file, int line, const char *expr)
 {
-    msg_t m = { .len = 0, .fd = -1 };
-    put_str(&m, "HAKMEM: assertion failed: ");
-    put_str(&m, expr);
-    put_str(&m, " (");
-    put_str(&m, file);
-    put_str(&m, ":");
-    put_dec(&m, (unsigned long)line);
-    put_str(&m, ")\n");
-    emit(2, &m);
+    hak_msg_t m = { .len = 0, .fd = -1 };
+    hak_msg_str(&m, "HAKMEM: assertion failed: ");
+    hak_msg_str(&m, expr);
+    hak_msg_str(&m, " (");
+    hak_msg_str(&m, file);
+    hak_msg_str(&m, ":");
+    hak_msg_dec(&m, (unsigned long)line);
+    hak_msg_str(&m, ")\n");
+    hak_msg_flush(&m);
     abort();
 }
 
 void hak_warn_option(const char *env, const char *value, long min, long max, long dflt)
 {
-    msg_t m = { .len = 0, .fd = -1 };
-    put_str(&m, "HAKMEM: bad value ");
-    put_str(&m, env);
-    put_str(&m, "=");
-    put_str(&m, value);
-    put_str(&m, " (expected ");
+    hak_msg_t m = { .len = 0, .fd = -1 };
+    hak_msg_str(&m, "HAKMEM: bad value ");
+    hak_msg_str(&m, env);
+    hak_msg_str(&m, "=");
+    hak_msg_str(&m, value);
+    hak_msg_str(&m, " (expected ");
     put_signed(&m, min);
-    put_str(&m, "..");
+    hak_msg_str(&m, "..");
     put_signed(&m, max);
-    put_str(&m, "); using ");
+    hak_msg_str(&m, "); using ");
     put_signed(&m, dflt);
-    put_str(&m, "\n");
-    emit(2, &m);
+    hak_msg_str(&m, "\n");
+    hak_msg_flush(&m);
+}
+
+/* A TEXT setting's value longer than the room for it. */
+void hak_warn_text_option(const char *env, size_t max)
+{
+    hak_msg_t m = { .len = 0, .fd = -1 };
+    hak_msg_str(&m, "HAKMEM: bad value for ");
+    hak_msg_str(&m, env);
+    hak_msg_str(&m, " (expected at most ");
+    hak_msg_dec(&m, max);
+    hak_msg_str(&m, " bytes); ignored\n");
+    hak_msg_flush(&m);
 }
 
 /* entry is NAME=value from the environment; closest may be NULL. */
 void hak_warn_unknown_option(const char *entry, const char *closest)
 {
-    msg_t m = { .len = 0, .fd = -1 };
-    put_str(&m, "HAKMEM: unknown setting ");
-    put_str(&m, entry);
+    hak_msg_t m = { .len = 0, .fd = -1 };
+    hak_msg_str(&m, "HAKMEM: unknown setting ");
+    hak_msg_str(&m, entry);
     if (closest) {
-        put_str(&m, " (did you mean ");
-        put_str(&m, closest);
-        put_str(&m, "?)");
+        hak_msg_str(&m, " (did you mean ");
+        hak_msg_str(&m, closest);
+        hak_msg_str(&m, "?)");
     }
-    put_str(&m, "; ignored\n");
-    emit(2, &m);
+    hak_msg_str(&m, "; ignored\n");
+    hak_msg_flush(&m);
 }
 
 void hak_stats_get(struct hak_stats *out)
@@ -285,12 +298,12 @@ static unsigned long frag_permille(size_t in_use, size_t slab_bytes)
     return slab_bytes ? (unsigned long)((slab_bytes - in_use) * 1000 / slab_bytes) : 0;
 }
 
-static void put_permille(msg_t *m, unsigned long v)
+static void put_permille(hak_msg_t *m, unsigned long v)
 {
-    put_dec(m, v / 10);
-    put_str(m, ".");
-    put_dec(m, v % 10);
-    put_str(m, "%");
+    hak_msg_dec(m, v / 10);
+    hak_msg_str(m, ".");
+    hak_msg_dec(m, v % 10);
+    hak_msg_str(m, "%");
 }
 
 #define HEAPS_SHOWN 8
@@ -355,91 +368,91 @@ void hak_stats_print(int fd)
     report_t r;
     gather(&r);
     const walk_t *w = &r.w;
-    msg_t m = { .len = 0, .fd = fd };
+    hak_msg_t m = { .len = 0, .fd = fd };
     /* The pid tells apart the blocks of a program and its forked children. */
-    put_str(&m, "HAKMEM statistics (pid ");
-    put_dec(&m, (unsigned long)hak_os_pid());
-    put_str(&m, ")\n");
+    hak_msg_str(&m, "HAKMEM statistics (pid ");
+    hak_msg_dec(&m, (unsigned long)hak_os_pid());
+    hak_msg_str(&m, ")\n");
     for (size_t i = 0; i < REPORT_ROWS; i++) {
-        put_str(&m, "  ");
-        put_str(&m, r.row[i].label);
-        put_str(&m, ": ");
-        put_dec(&m, r.row[i].v);
-        put_str(&m, "\n");
+        hak_msg_str(&m, "  ");
+        hak_msg_str(&m, r.row[i].label);
+        hak_msg_str(&m, ": ");
+        hak_msg_dec(&m, r.row[i].v);
+        hak_msg_str(&m, "\n");
     }
-    put_str(&m, "  tier: blocks in use / blocks in slabs, slabs, slab bytes, in-use bytes, fragmentation\n");
+    hak_msg_str(&m, "  tier: blocks in use / blocks in slabs, slabs, slab bytes, in-use bytes, fragmentation\n");
     for (unsigned t = 0; t < 3; t++) {
         size_t in_use;
         struct hak_class_stats c = tier_sum(w, t, &in_use);
-        put_str(&m, "    ");
-        put_str(&m, tiers[t].name);
-        put_str(&m, ": ");
-        put_dec(&m, c.blocks_in_use);
-        put_str(&m, " / ");
-        put_dec(&m, c.blocks_total);
-        put_str(&m, ", ");
-        put_dec(&m, c.slabs);
-        put_str(&m, ", ");
-        put_dec(&m, c.slab_bytes);
-        put_str(&m, ", ");
-        put_dec(&m, in_use);
-        put_str(&m, ", ");
+        hak_msg_str(&m, "    ");
+        hak_msg_str(&m, tiers[t].name);
+        hak_msg_str(&m, ": ");
+        hak_msg_dec(&m, c.blocks_in_use);
+        hak_msg_str(&m, " / ");
+        hak_msg_dec(&m, c.blocks_total);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, c.slabs);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, c.slab_bytes);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, in_use);
+        hak_msg_str(&m, ", ");
         put_permille(&m, frag_permille(in_use, c.slab_bytes));
-        put_str(&m, "\n");
+        hak_msg_str(&m, "\n");
     }
-    put_str(&m, "    huge: ");
-    put_dec(&m, r.st.huge_blocks);
-    put_str(&m, " blocks, ");
-    put_dec(&m, r.st.huge_in_use);
-    put_str(&m, " bytes\n");
-    put_str(&m, "  class (block size): blocks in use / blocks in slabs, slabs, fragmentation\n");
+    hak_msg_str(&m, "    huge: ");
+    hak_msg_dec(&m, r.st.huge_blocks);
+    hak_msg_str(&m, " blocks, ");
+    hak_msg_dec(&m, r.st.huge_in_use);
+    hak_msg_str(&m, " bytes\n");
+    hak_msg_str(&m, "  class (block size): blocks in use / blocks in slabs, slabs, fragmentation\n");
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         const struct hak_class_stats *k = &w->cls[c];
         if (k->slabs == 0)
             continue;
-        put_str(&m, "    ");
-        put_dec(&m, c);
-        put_str(&m, " (");
-        put_dec(&m, k->block_size);
-        put_str(&m, "): ");
-        put_dec(&m, k->blocks_in_use);
-        put_str(&m, " / ");
-        put_dec(&m, k->blocks_total);
-        put_str(&m, ", ");
-        put_dec(&m, k->slabs);
-        put_str(&m, ", ");
+        hak_msg_str(&m, "    ");
+        hak_msg_dec(&m, c);
+        hak_msg_str(&m, " (");
+        hak_msg_dec(&m, k->block_size);
+        hak_msg_str(&m, "): ");
+        hak_msg_dec(&m, k->blocks_in_use);
+        hak_msg_str(&m, " / ");
+        hak_msg_dec(&m, k->blocks_total);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k->slabs);
+        hak_msg_str(&m, ", ");
         put_permille(&m, frag_permille(k->blocks_in_use * k->block_size, k->slab_bytes));
-        put_str(&m, "\n");
+        hak_msg_str(&m, "\n");
     }
-    put_str(&m, "  heaps: ");
-    put_dec(&m, w->nheap);
-    put_str(&m, w->heaps_beyond ? " and more" : "");
-    put_str(&m, " (owner: slabs, slab bytes, in-use bytes; most slab bytes first; (nil): no owner)\n");
+    hak_msg_str(&m, "  heaps: ");
+    hak_msg_dec(&m, w->nheap);
+    hak_msg_str(&m, w->heaps_beyond ? " and more" : "");
+    hak_msg_str(&m, " (owner: slabs, slab bytes, in-use bytes; most slab bytes first; (nil): no owner)\n");
     for (size_t h = 0; h < w->nheap && h < HEAPS_SHOWN; h++) {
-        put_str(&m, "    ");
-        put_ptr(&m, (const void *)w->heap[h].owner);
-        put_str(&m, ": ");
-        put_dec(&m, w->heap[h].slabs);
-        put_str(&m, ", ");
-        put_dec(&m, w->heap[h].slab_bytes);
-        put_str(&m, ", ");
-        put_dec(&m, w->heap[h].in_use);
-        put_str(&m, "\n");
+        hak_msg_str(&m, "    ");
+        hak_msg_ptr(&m, (const void *)w->heap[h].owner);
+        hak_msg_str(&m, ": ");
+        hak_msg_dec(&m, w->heap[h].slabs);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, w->heap[h].slab_bytes);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, w->heap[h].in_use);
+        hak_msg_str(&m, "\n");
     }
-    emit(fd, &m);
+    hak_msg_flush(&m);
 }
 
-static void json_num(msg_t *m, const char *key, size_t v, bool last)
+static void json_num(hak_msg_t *m, const char *key, size_t v, bool last)
 {
-    put_str(m, "\"");
-    put_str(m, key);
-    put_str(m, "\": ");
-    put_dec(m, v);
+    hak_msg_str(m, "\"");
+    hak_msg_str(m, key);
+    hak_msg_str(m, "\": ");
+    hak_msg_dec(m, v);
     if (!last)
-        put_str(m, ", ");
+        hak_msg_str(m, ", ");
 }
 
-static void json_class(msg_t *m, const struct hak_class_stats *c, size_t in_use)
+static void json_class(hak_msg_t *m, const struct hak_class_stats *c, size_t in_use)
 {
     json_num(m, "blocks_in_use", c->blocks_in_use, false);
     json_num(m, "blocks_total", c->blocks_total, false);
@@ -453,54 +466,54 @@ void hak_stats_print_json(int fd)
     report_t r;
     gather(&r);
     const walk_t *w = &r.w;
-    msg_t m = { .len = 0, .fd = fd };
-    put_str(&m, "{");
+    hak_msg_t m = { .len = 0, .fd = fd };
+    hak_msg_str(&m, "{");
     json_num(&m, "pid", (size_t)hak_os_pid(), false);
     for (size_t i = 0; i < REPORT_ROWS; i++)
         if (!r.row[i].peak)
             json_num(&m, r.row[i].key, r.row[i].v, false);
-    put_str(&m, "\"peaks\": {");
+    hak_msg_str(&m, "\"peaks\": {");
     for (size_t i = 0, first = 1; i < REPORT_ROWS; i++)
         if (r.row[i].peak) {
-            put_str(&m, first ? "" : ", ");
+            hak_msg_str(&m, first ? "" : ", ");
             json_num(&m, r.row[i].key, r.row[i].v, true);
             first = 0;
         }
-    put_str(&m, "}, \"tiers\": {");
+    hak_msg_str(&m, "}, \"tiers\": {");
     for (unsigned t = 0; t < 3; t++) {
         size_t in_use;
         struct hak_class_stats c = tier_sum(w, t, &in_use);
-        put_str(&m, "\"");
-        put_str(&m, tiers[t].name);
-        put_str(&m, "\": {");
+        hak_msg_str(&m, "\"");
+        hak_msg_str(&m, tiers[t].name);
+        hak_msg_str(&m, "\": {");
         json_class(&m, &c, in_use);
-        put_str(&m, "}, ");
+        hak_msg_str(&m, "}, ");
     }
-    put_str(&m, "\"huge\": {");
+    hak_msg_str(&m, "\"huge\": {");
     json_num(&m, "blocks", r.st.huge_blocks, false);
     json_num(&m, "in_use_bytes", r.st.huge_in_use, true);
-    put_str(&m, "}}, \"classes\": [");
+    hak_msg_str(&m, "}}, \"classes\": [");
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
-        put_str(&m, c ? ", {" : "{");
+        hak_msg_str(&m, c ? ", {" : "{");
         json_num(&m, "class", c, false);
         json_num(&m, "block_size", w->cls[c].block_size, false);
         json_class(&m, &w->cls[c], w->cls[c].blocks_in_use * w->cls[c].block_size);
-        put_str(&m, "}");
+        hak_msg_str(&m, "}");
     }
-    put_str(&m, "], \"heaps_more\": ");
-    put_str(&m, w->heaps_beyond ? "true" : "false");
-    put_str(&m, ", \"heaps\": [");
+    hak_msg_str(&m, "], \"heaps_more\": ");
+    hak_msg_str(&m, w->heaps_beyond ? "true" : "false");
+    hak_msg_str(&m, ", \"heaps\": [");
     for (size_t h = 0; h < w->nheap; h++) {
-        put_str(&m, h ? ", {\"owner\": \"" : "{\"owner\": \"");
-        put_ptr(&m, (const void *)w->heap[h].owner);
-        put_str(&m, "\", ");
+        hak_msg_str(&m, h ? ", {\"owner\": \"" : "{\"owner\": \"");
+        hak_msg_ptr(&m, (const void *)w->heap[h].owner);
+        hak_msg_str(&m, "\", ");
         json_num(&m, "slabs", w->heap[h].slabs, false);
         json_num(&m, "slab_bytes", w->heap[h].slab_bytes, false);
         json_num(&m, "in_use_bytes", w->heap[h].in_use, true);
-        put_str(&m, "}");
+        hak_msg_str(&m, "}");
     }
-    put_str(&m, "]}\n");
-    emit(fd, &m);
+    hak_msg_str(&m, "]}\n");
+    hak_msg_flush(&m);
 }
 
 /* Where the statistics go at exit: a copy of stderr taken at start-up, so

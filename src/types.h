@@ -182,6 +182,9 @@ typedef struct hak_block {
 } hak_block_t;
 extern uintptr_t hak_free_key HAK_HIDDEN;
 extern bool hak_check_mode HAK_HIDDEN;   /* HAKMEM_CHECK, fixed at initialisation */
+extern bool hak_profile_on HAK_HIDDEN;   /* HAKMEM_PROFILE set, fixed at initialisation */
+/* Every call takes the slow paths: check mode, profiling or both. */
+extern bool hak_slow_mode HAK_HIDDEN;
 
 static inline uintptr_t hak_mark_of(const void *p) { return hak_free_key ^ (uintptr_t)p; }
 
@@ -218,6 +221,7 @@ typedef struct hak_slab {
     uint8_t parked;                 /* on the full list (see the table); other
                                        threads read it with hak_slab_parked      */
     uint8_t zeroed;                 /* no block handed out twice yet, and pages read as zero */
+    _Atomic uint32_t sampled;       /* HAKMEM_PROFILE: live sampled blocks (profile lock) */
     /* Second cache line: what the owner writes at every malloc and free,
      * and the rarely used remote list. */
     hak_block_t *free __attribute__((aligned(64))); /* owner: blocks ready to hand out */
@@ -334,10 +338,10 @@ typedef struct hak_heap_rec {
      * (remote.c).  A leaf lock: nothing is taken while it is held. */
     hak_lock_t lock __attribute__((aligned(64)));
     /* owner thread only: */
-    bool check;                     /* HAKMEM_CHECK: every call takes the slow path */
+    bool slow;                      /* hak_slow_mode: every call takes the slow path */
     uint32_t foreign_in[HAK_NCLASS];/* blocks put in foreign[c] since it was last empty */
     uint16_t foreign_cap[HAK_NCLASS];/* foreign[c] is shipped home beyond this many */
-    hak_slab_t *cur[HAK_NCLASS];    /* current slabs when HAKMEM_CHECK keeps them out of TLS */
+    hak_slab_t *cur[HAK_NCLASS];    /* current slabs when hak_slow_mode keeps them out of TLS */
     hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out, oldest first */
     hak_slab_t *partial_tail[HAK_NCLASS];
     hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
@@ -357,10 +361,11 @@ static inline void hak_foreign_reset(hak_heap_rec_t *r, unsigned c)
 
 #define HAK_HEAP_ID_NONE ((uintptr_t)1) /* never a record address, never 0 */
 
-/* The thread-local part: just what the fast paths read.  With HAKMEM_CHECK
- * the fast paths are switched off without a test of their own: cur stays
+/* The thread-local part: just what the fast paths read.  In hak_slow_mode
+ * (HAKMEM_CHECK, HAKMEM_PROFILE) the fast paths are switched off without a
+ * test of their own: cur stays
  * all hak_empty_slab and id stays HAK_HEAP_ID_NONE, so every call reaches
- * the checking slow paths; rec is the heap either way. */
+ * the slow paths; rec is the heap either way. */
 typedef struct hak_tls {
     hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
     uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
@@ -403,6 +408,9 @@ HAK_HIDDEN bool  hak_os_thread(void *(*fn)(void *));
 HAK_HIDDEN void  hak_os_write(int fd, const char *buf, size_t len);
 HAK_HIDDEN int   hak_os_pid(void);
 HAK_HIDDEN int   hak_os_dup(int fd);
+HAK_HIDDEN int   hak_os_open(const char *path, bool write);
+HAK_HIDDEN long  hak_os_read(int fd, char *buf, size_t len);
+HAK_HIDDEN void  hak_os_close(int fd);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
@@ -456,17 +464,17 @@ HAK_HIDDEN void  hak_heap_use_foreign(hak_tls_t *t, unsigned cls);
 HAK_HIDDEN extern hak_lock_t hak_rec_lock;
 
 /* The owner value of t's slabs (t->id is only what the fast path compares,
- * which HAKMEM_CHECK keeps unmatchable). */
+ * which hak_slow_mode keeps unmatchable). */
 static inline uintptr_t hak_heap_id(const hak_tls_t *t)
 {
     return t->rec ? (uintptr_t)t->rec : HAK_HEAP_ID_NONE;
 }
 
 /* Where t keeps its current slab of class c: TLS for the fast path, or the
- * heap record when HAKMEM_CHECK keeps the fast path away from it. */
+ * heap record when hak_slow_mode keeps the fast path away from it. */
 static inline hak_slab_t **hak_cur_slot(hak_tls_t *t, unsigned c)
 {
-    return t->rec->check ? &t->rec->cur[c] : &t->cur[c];
+    return t->rec->slow ? &t->rec->cur[c] : &t->cur[c];
 }
 
 /* Doubly linked slab lists.  Head stores are relaxed atomics because the
@@ -565,23 +573,33 @@ static inline bool hak_block_is_free(const void *p)
 
 /* ---- process init and options (init.c, options.c) ----------------------------- */
 HAK_HIDDEN void hak_init(void);
-/* Every HAKMEM_* setting: id, environment variable, default, minimum,
- * maximum, meaning.  The parser (options.c) and the README table come from
- * this list; a bad value is reported and the default used. */
+/* Every HAKMEM_* setting: id, environment variable, kind, default, minimum,
+ * maximum, meaning.  The parser (options.c), hak_setting_at and the docs
+ * (README, man pages: tests/test_docs.sh) come from this list; a bad value
+ * is reported and the default used.  NUM settings are decimal numbers in
+ * [min, max]; a TEXT setting is any non-empty string up to
+ * HAK_TEXT_MAX - 1 bytes (hak_option_text), and its number is 1 when set. */
 #define HAK_OPTION_TABLE(X)                                                        \
-    X(RETAIN_MS, "HAKMEM_RETAIN_MS", 100, 0, 600000,                               \
+    X(RETAIN_MS, "HAKMEM_RETAIN_MS", NUM, 100, 0, 600000,                          \
       "milliseconds a free page stays resident before it is returned to the OS")   \
-    X(BACKGROUND, "HAKMEM_BACKGROUND", 1, 0, 1,                                    \
+    X(BACKGROUND, "HAKMEM_BACKGROUND", NUM, 1, 0, 1,                               \
       "1: a background thread returns free memory while the program is idle; "     \
       "0: only allocator calls do")                                                \
-    X(STATS, "HAKMEM_STATS", 0, 0, 2,                                              \
+    X(STATS, "HAKMEM_STATS", NUM, 0, 0, 2,                                         \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
-    X(CHECK, "HAKMEM_CHECK", 0, 0, 1,                                              \
+    X(CHECK, "HAKMEM_CHECK", NUM, 0, 0, 1,                                         \
       "1: check every call (double free, use after free, heap corruption); slower") \
-    X(FAULT_EVERY, "HAKMEM_FAULT_EVERY", 0, 0, 1000000000,                         \
+    X(PROFILE, "HAKMEM_PROFILE", TEXT, 0, 0, 0,                                    \
+      "file for a heap profile of sampled allocations with their call stacks, "    \
+      "written at exit (pprof's format; %p: the pid), and FILE.leaks; slower")     \
+    X(PROFILE_RATE, "HAKMEM_PROFILE_RATE", NUM, 524288, 1, 1000000000,             \
+      "bytes allocated per heap-profile sample, on average (1: every allocation)")  \
+    X(FAULT_EVERY, "HAKMEM_FAULT_EVERY", NUM, 0, 0, 1000000000,                    \
       "testing: fail every Nth OS mapping call with ENOMEM (0: never)")            \
-    X(FAULT_BUDGET_MB, "HAKMEM_FAULT_BUDGET_MB", 0, 0, 1000000000,                 \
+    X(FAULT_BUDGET_MB, "HAKMEM_FAULT_BUDGET_MB", NUM, 0, 0, 1000000000,            \
       "testing: fail OS mappings beyond this many MiB mapped (0: no limit)")
+enum { HAK_OPTION_NUM, HAK_OPTION_TEXT };
+#define HAK_TEXT_MAX 1024
 #define HAK_OPTION_ID(id, ...) HAK_OPT_##id,
 enum { HAK_OPTION_TABLE(HAK_OPTION_ID) HAK_OPT_COUNT };
 #undef HAK_OPTION_ID
@@ -589,6 +607,7 @@ HAK_HIDDEN extern long hak_options[HAK_OPT_COUNT];
 /* A setting's value; those hak_setting_set may change are read with this. */
 static inline long hak_option(int id) { return __atomic_load_n(&hak_options[id], __ATOMIC_RELAXED); }
 HAK_HIDDEN void hak_options_init(void);
+HAK_HIDDEN const char *hak_option_text(int id);     /* a TEXT setting's value, or NULL */
 HAK_HIDDEN void hak_stats_init(void);
 
 /* ---- statistics and reports (stats.c) --------------------------------------- */
@@ -633,6 +652,28 @@ HAK_HIDDEN size_t hak_stat_read(int which);     /* with the caller's own remaind
 HAK_HIDDEN void hak_stat_flush_thread(void);   /* the remainders, at thread exit */
 /* Raises the committed peak to SuperSlab plus Huge bytes now. */
 HAK_HIDDEN void hak_stat_note_committed(void);
+/* Text formatted without allocating (messages, reports, the heap profile):
+ * with fd >= 0 a full buffer is written out and reused (any length);
+ * otherwise the text is cut at the end.  hak_msg_flush writes what is left. */
+typedef struct { char buf[640]; size_t len; int fd; } hak_msg_t;
+HAK_HIDDEN void hak_msg_ch(hak_msg_t *m, char c);
+HAK_HIDDEN void hak_msg_str(hak_msg_t *m, const char *s);
+HAK_HIDDEN void hak_msg_dec(hak_msg_t *m, unsigned long v);
+HAK_HIDDEN void hak_msg_ptr(hak_msg_t *m, const void *p);   /* as printf's %p */
+HAK_HIDDEN void hak_msg_flush(hak_msg_t *m);
+
+/* ---- heap profiling (profile.c) --------------------------------------------- */
+/* In profile mode every allocation and free takes the slow paths, which
+ * call these; nothing else in HAKMEM knows of profiling. */
+HAK_HIDDEN void hak_profile_init(void);
+HAK_HIDDEN void hak_profile_alloc(void *p, size_t n);       /* p handed out for n bytes */
+HAK_HIDDEN void hak_profile_free(void *p, hak_slab_t *s);   /* before p goes back (s NULL: Huge) */
+HAK_HIDDEN void hak_profile_moved(void *from, void *to, size_t n); /* realloc of a Huge block */
+HAK_HIDDEN void hak_profile_fork_prepare(void);
+HAK_HIDDEN void hak_profile_fork_parent(void);
+HAK_HIDDEN void hak_profile_fork_child(void);
+/* Check or profile mode: every allocation, align 0 or a power of two. */
+HAK_HIDDEN void *hak_alloc_watched(size_t n, size_t align);
 
 /* At the start of the malloc slow paths (background.c). */
 static inline void hak_background_poke(void)
@@ -645,6 +686,7 @@ static inline void hak_background_poke(void)
 }
 HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
 HAK_HIDDEN void hak_warn_option(const char *env, const char *value, long min, long max, long dflt);
+HAK_HIDDEN void hak_warn_text_option(const char *env, size_t max);
 HAK_HIDDEN void hak_warn_unknown_option(const char *entry, const char *closest);
 HAK_HIDDEN __attribute__((noreturn)) void hak_assert_fail(const char *file, int line, const char *expr);
 

@@ -5,8 +5,10 @@ set -u
 cd "$(dirname "$0")/.."
 fail=0 n=0
 table=$(sed -n '/#define HAK_OPTION_TABLE/,/^$/p' src/types.h |
-        grep -o 'X([A-Z_]*, "HAKMEM_[A-Z_]*", [0-9]*, [0-9]*, [0-9]*' |
-        sed 's/X([A-Z_]*, "\(HAKMEM_[A-Z_]*\)", \([0-9]*\), \([0-9]*\), \([0-9]*\)/\1 \2 \3 \4/')
+        grep -o 'X([A-Z_]*, "HAKMEM_[A-Z_]*", NUM, [0-9]*, [0-9]*, [0-9]*' |
+        sed 's/X([A-Z_]*, "\(HAKMEM_[A-Z_]*\)", NUM, \([0-9]*\), \([0-9]*\), \([0-9]*\)/\1 \2 \3 \4/')
+texts=$(sed -n '/#define HAK_OPTION_TABLE/,/^$/p' src/types.h |
+        sed -n 's/.*X([A-Z_]*, "\(HAKMEM_[A-Z_]*\)", TEXT,.*/\1/p')
 [ -n "$table" ] || { echo "could not read HAK_OPTION_TABLE"; exit 1; }
 while read -r env dflt min max; do
     n=$((n + 1))
@@ -14,6 +16,14 @@ while read -r env dflt min max; do
         echo "README lacks or misstates: $env default $dflt range $min..$max"; fail=1
     fi
 done <<<"$table"
+# Text settings: "unset" by default, any text.
+for env in $texts; do
+    n=$((n + 1))
+    grep -Eq "^\| \`$env\` +\| unset +\| text +\|" README.md || { echo "README lacks or misstates: $env (unset, text)"; fail=1; }
+    for man in docs/man/hakmem.1 docs/man/hakmem.3; do
+        grep -A1 "^\.B $env\$" "$man" | grep -q "(default unset, any text)\$" || { echo "$man lacks or misstates: $env"; fail=1; }
+    done
+done
 for env in $(grep -o '^| `HAKMEM_[A-Z_]*`' README.md | tr -d '|` '); do
     grep -q "\"$env\"" src/types.h || { echo "README documents $env, which the code does not have"; fail=1; }
 done

@@ -597,6 +597,19 @@ int main(int argc, char **argv)
         CHECK(st.min <= st.dflt && st.dflt <= st.max, "%s: default %ld outside %ld..%ld", st.name,
               st.dflt, st.min, st.max);
         CHECK(hak_setting_get(st.name, &v) == 0 && v == st.value, "hak_setting_get(%s)", st.name);
+        if (st.is_text) {
+            /* Any text fits but one longer than the room kept for it. */
+            static char env[1200], want[192];
+            int n = snprintf(env, sizeof env, "%s=", st.name);
+            memset(env + n, 'x', 1024);
+            env[n + 1024] = '\0';
+            snprintf(want, sizeof want, "HAKMEM: bad value for %s (expected at most 1023 bytes); ignored\n",
+                     st.name);
+            char *e[] = { env, NULL };
+            expect_clean_run("too long: HAKMEM_PROFILE", "valid", e, want);
+            CHECK(st.value == 0 && st.text == NULL, "%s is set in the tests", st.name);
+            continue;
+        }
         long bad[3] = { st.max + 1, 2, 9 };
         for (int k = 0; k < (st.max == 1 ? 3 : 1); k++) {
             char env[96], want[192], label[128];

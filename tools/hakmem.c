@@ -1,6 +1,6 @@
 /* hakmem: runs a program under HAKMEM.
  *
- *   hakmem [--stats] [--check] [--set NAME=VALUE]... PROGRAM [ARGS...]
+ *   hakmem [--stats] [--check] [--profile FILE] [--set NAME=VALUE]... PROGRAM [ARGS...]
  *   hakmem --version | --settings | --help
  *
  * It preloads the library found next to itself (build/hakmem uses
@@ -23,11 +23,13 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hakmem [--stats] [--check] [--set NAME=VALUE]... PROGRAM [ARGS...]\n"
+    fprintf(f, "usage: hakmem [--stats] [--check] [--profile FILE] [--set NAME=VALUE]... PROGRAM [ARGS...]\n"
                "       hakmem --version | --settings | --help\n"
                "Runs PROGRAM with HAKMEM as its malloc (LD_PRELOAD).\n"
                "  --stats            print HAKMEM's statistics at exit (HAKMEM_STATS=1)\n"
                "  --check            check every call (HAKMEM_CHECK=1)\n"
+               "  --profile FILE     write a heap profile to FILE and a leak report to\n"
+               "                     FILE.leaks at exit (HAKMEM_PROFILE=FILE; %%p: the pid)\n"
                "  --set NAME=VALUE   any setting (hakmem --settings lists them)\n");
 }
 
@@ -39,6 +41,12 @@ static void check_setting(const char *arg)
     for (int i = 0; eq && hak_setting_at(i, &st) == 0; i++) {
         if (strlen(st.name) != (size_t)(eq - arg) || strncmp(st.name, arg, (size_t)(eq - arg)) != 0)
             continue;
+        if (st.is_text) {
+            if (eq[1] != '\0')
+                return;
+            fprintf(stderr, "hakmem: bad value %s (expected a non-empty value)\n", arg);
+            exit(2);
+        }
         char *end;
         errno = 0;
         long v = strtol(eq + 1, &end, 10);
@@ -83,9 +91,14 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "--settings") == 0) {
         struct hak_setting st;
-        for (int k = 0; hak_setting_at(k, &st) == 0; k++)
-            printf("%s=%ld (default %ld, %ld..%ld): %s\n", st.name, st.value, st.dflt, st.min,
-                   st.max, st.meaning);
+        for (int k = 0; hak_setting_at(k, &st) == 0; k++) {
+            if (st.is_text)
+                printf("%s=%s (default unset, any text): %s\n", st.name, st.text ? st.text : "",
+                       st.meaning);
+            else
+                printf("%s=%ld (default %ld, %ld..%ld): %s\n", st.name, st.value, st.dflt,
+                       st.min, st.max, st.meaning);
+        }
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "--help") == 0) {
@@ -97,6 +110,8 @@ int main(int argc, char **argv)
             setenv("HAKMEM_STATS", "1", 1);
         } else if (strcmp(argv[i], "--check") == 0) {
             setenv("HAKMEM_CHECK", "1", 1);
+        } else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc && argv[i + 1][0]) {
+            setenv("HAKMEM_PROFILE", argv[++i], 1);
         } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
             check_setting(argv[++i]);
             if (putenv(argv[i]) != 0) {
