@@ -41,9 +41,11 @@
 #include "types.h"
 
 #define MAX_DEPTH     48
-#define SAMPLE_SLOTS  ((size_t)1 << 17)     /* live samples: at most half of them */
-#define STACK_SLOTS   ((size_t)1 << 14)     /* call stacks: at most 3/4 of them   */
-#define FRAME_SLOTS   ((size_t)1 << 19)     /* frames of all stacks               */
+#define SAMPLES_MIN   ((size_t)1 << 12)     /* the live table's first size (slots)  */
+#define SAMPLES_MAX   ((size_t)1 << 21)     /* its largest: live samples at most half */
+#define STACKS_MAX    ((size_t)1 << 14)     /* call stacks, slot 0 the overflow     */
+#define INDEX_SLOTS   (STACKS_MAX * 2)      /* their hash index                     */
+#define FRAME_SLOTS   ((size_t)1 << 19)     /* frames of all stacks                 */
 #define REPORT_SITES  25                    /* call sites in the leak report      */
 #define LN2           0.6931471805599453
 
@@ -63,17 +65,22 @@ typedef struct {
     bool shown;                     /* in the leak report already */
 } stack_snap_t;
 
+/* Filled from the front, so that only what is used is ever touched
+ * (the mapping is reserved, not committed). */
 static struct {
-    sample_t sample[SAMPLE_SLOTS];
-    callstack_t stack[STACK_SLOTS];     /* slot 0: samples whose stack found no room */
-    stack_snap_t snap[STACK_SLOTS];
+    callstack_t stack[STACKS_MAX];      /* [0]: samples whose stack found no room */
+    uint32_t index[INDEX_SLOTS];        /* stack numbers by hash, 0: empty        */
+    stack_snap_t snap[STACKS_MAX];
     uintptr_t frame[FRAME_SLOTS];
 } *tab;
+static sample_t *sample;                /* the live table: sample_cap slots, linear probing */
+static size_t sample_cap;
 
 bool hak_profile_on;
 static hak_lock_t lock;                     /* tab, and the counts below */
 static hak_lock_t dump_lock;                /* tab->snap, dump_seq: one report at a time */
-static size_t live, stacks, frames, dropped;
+static size_t live, stacks = 1, frames, dropped;
+static size_t n_stacks;                     /* stacks in tab->snap (dump_lock) */
 static size_t rate;
 static unsigned dump_seq;
 static bool forked;                         /* a fork child: FILE.pid */
@@ -86,7 +93,7 @@ static __thread struct {
     int64_t left;                           /* bytes to the next sample point */
     uint64_t rng;                           /* 0: not seeded yet */
     bool busy;                              /* recording: the unwinder's mallocs are not sampled */
-} me;
+} me __attribute__((tls_model("initial-exec")));
 
 void hak_profile_init(void)
 {
@@ -192,42 +199,42 @@ static uint64_t hash_stack(const uintptr_t *pc, unsigned depth)
     return h | 1;                           /* never 0, the empty mark */
 }
 
-/* The slot of this stack, interned if new (slot 0 when the tables are
- * full); the caller holds the lock. */
+/* The number of this stack, interned if new (0 when the tables are full);
+ * the caller holds the lock. */
 static uint32_t stack_intern(const uintptr_t *pc, unsigned depth)
 {
     uint64_t h = hash_stack(pc, depth);
-    for (size_t i = h & (STACK_SLOTS - 1);; i = (i + 1) & (STACK_SLOTS - 1)) {
-        callstack_t *s = &tab->stack[i];
-        if (i == 0)
-            continue;                       /* the overflow stack */
-        if (s->hash == h && s->depth == depth &&
-            memcmp(&tab->frame[s->first], pc, depth * sizeof *pc) == 0)
-            return (uint32_t)i;
-        if (s->hash == 0) {
-            if (stacks >= STACK_SLOTS / 4 * 3 || frames + depth > FRAME_SLOTS)
+    for (size_t i = h & (INDEX_SLOTS - 1);; i = (i + 1) & (INDEX_SLOTS - 1)) {
+        uint32_t k = tab->index[i];
+        if (k == 0) {
+            if (stacks == STACKS_MAX || frames + depth > FRAME_SLOTS)
                 return 0;
+            callstack_t *s = &tab->stack[stacks];
             memcpy(&tab->frame[frames], pc, depth * sizeof *pc);
             s->first = (uint32_t)frames;
             s->depth = depth;
             s->hash = h;
             frames += depth;
-            stacks++;
-            return (uint32_t)i;
+            tab->index[i] = (uint32_t)stacks;
+            return (uint32_t)stacks++;
         }
+        const callstack_t *s = &tab->stack[k];
+        if (s->hash == h && s->depth == depth &&
+            memcmp(&tab->frame[s->first], pc, depth * sizeof *pc) == 0)
+            return k;
     }
 }
 
 /* ---- the live table (linear probing; the caller holds the lock) --------------------- */
-static size_t slot_of(const void *p)
+static size_t slot_of(const void *p, size_t cap)
 {
-    return (size_t)(((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull >> (64 - 17)) & (SAMPLE_SLOTS - 1);
+    return (size_t)(((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1);
 }
 
 static sample_t *sample_find(const void *p)
 {
-    for (size_t i = slot_of(p);; i = (i + 1) & (SAMPLE_SLOTS - 1)) {
-        sample_t *s = &tab->sample[i];
+    for (size_t i = slot_of(p, sample_cap);; i = (i + 1) & (sample_cap - 1)) {
+        sample_t *s = &sample[i];
         if (s->p == p)
             return s;
         if (s->p == NULL)
@@ -235,29 +242,47 @@ static sample_t *sample_find(const void *p)
     }
 }
 
-static void sample_insert(void *p, size_t n, uint32_t stack)
+static void put_sample(sample_t *table, size_t cap, sample_t x)
 {
-    size_t i = slot_of(p);
-    while (tab->sample[i].p != NULL)
-        i = (i + 1) & (SAMPLE_SLOTS - 1);
-    tab->sample[i] = (sample_t){ p, n, stack };
-    live++;
+    size_t i = slot_of(x.p, cap);
+    while (table[i].p != NULL)
+        i = (i + 1) & (cap - 1);
+    table[i] = x;
+}
+
+/* Room for one more live sample, the table doubled when half full: false
+ * if it cannot grow. */
+static bool sample_room(void)
+{
+    if (live < sample_cap / 2)
+        return true;
+    size_t cap = sample_cap ? sample_cap * 2 : SAMPLES_MIN;
+    sample_t *table = cap <= SAMPLES_MAX ? hak_os_map(cap * sizeof *table, false) : NULL;
+    if (table == NULL)
+        return false;
+    for (size_t i = 0; i < sample_cap; i++)
+        if (sample[i].p != NULL)
+            put_sample(table, cap, sample[i]);
+    if (sample)
+        hak_os_unmap(sample, sample_cap * sizeof *sample);
+    sample = table;
+    sample_cap = cap;
+    return true;
 }
 
 /* Removes *s, moving back later entries of its run that may fill the hole. */
 static void sample_remove(sample_t *s)
 {
-    size_t hole = (size_t)(s - tab->sample);
-    for (size_t i = (hole + 1) & (SAMPLE_SLOTS - 1); tab->sample[i].p != NULL;
-         i = (i + 1) & (SAMPLE_SLOTS - 1)) {
-        size_t home = slot_of(tab->sample[i].p);
+    size_t hole = (size_t)(s - sample), mask = sample_cap - 1;
+    for (size_t i = (hole + 1) & mask; sample[i].p != NULL; i = (i + 1) & mask) {
+        size_t home = slot_of(sample[i].p, sample_cap);
         /* entry i may move to hole if its home is not in (hole, i] */
-        if (((i - home) & (SAMPLE_SLOTS - 1)) >= ((i - hole) & (SAMPLE_SLOTS - 1))) {
-            tab->sample[hole] = tab->sample[i];
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            sample[hole] = sample[i];
             hole = i;
         }
     }
-    tab->sample[hole].p = NULL;
+    sample[hole].p = NULL;
     live--;
 }
 
@@ -271,7 +296,7 @@ static bool tab_map(void)
 {
     if (tab == NULL) {
         tab = hak_os_map(sizeof *tab, true);
-        if (tab == NULL)
+        if (tab == NULL || !sample_room())
             return false;
         atomic_store_explicit(&tab_ready, true, memory_order_release);
     }
@@ -283,14 +308,15 @@ static void record(void *p, size_t n)
     uintptr_t pc[MAX_DEPTH];
     unsigned depth = backtrace_here(pc);
     hak_lock(&lock);
-    if (!tab_map() || live >= SAMPLE_SLOTS / 2) {
+    if (!tab_map() || !sample_room()) {
         dropped++;
         hak_unlock(&lock);
         return;
     }
     uint32_t st = stack_intern(pc, depth);
     callstack_t *s = &tab->stack[st];
-    sample_insert(p, n, st);
+    put_sample(sample, sample_cap, (sample_t){ p, n, st });
+    live++;
     s->live_n++;
     s->live_bytes += n;
     s->total_n++;
@@ -349,24 +375,25 @@ void hak_profile_moved(void *from, void *to, size_t n)
         st->live_bytes += n - keep.n;
         st->total_bytes += n > keep.n ? n - keep.n : 0;
         sample_remove(x);
-        sample_insert(to, n, keep.stack);
+        put_sample(sample, sample_cap, (sample_t){ to, n, keep.stack });
+        live++;
     }
     hak_unlock(&lock);
 }
 
 /* ---- reports ------------------------------------------------------------------------- */
-/* Copies every stack's figures, with the estimates, into tab->snap; the
- * caller holds dump_lock.  The stacks' frames never change once interned. */
-static void snapshot(size_t *out_stacks)
+/* Copies every stack's figures, with the estimates, into tab->snap (and
+ * their number into n_stacks); the caller holds dump_lock.  The stacks' frames never change once interned. */
+static void snapshot(void)
 {
     hak_lock(&lock);
-    for (size_t i = 0; i < STACK_SLOTS; i++) {
+    for (size_t i = 0; i < stacks; i++) {
         const callstack_t *s = &tab->stack[i];
         tab->snap[i] = (stack_snap_t){ s->live_n, s->live_bytes, s->total_n, s->total_bytes,
                                        SIZE_MAX, 0, 0, 0, false };
     }
-    for (size_t i = 0; i < SAMPLE_SLOTS; i++) {
-        const sample_t *x = &tab->sample[i];
+    for (size_t i = 0; i < sample_cap; i++) {
+        const sample_t *x = &sample[i];
         if (x->p == NULL)
             continue;
         stack_snap_t *sn = &tab->snap[x->stack];
@@ -378,7 +405,7 @@ static void snapshot(size_t *out_stacks)
         if (x->n > sn->max_n)
             sn->max_n = x->n;
     }
-    *out_stacks = stacks;
+    n_stacks = stacks;
     hak_unlock(&lock);
 }
 
@@ -401,7 +428,7 @@ static void write_profile(int fd)
 {
     hak_msg_t m = { .len = 0, .fd = fd };
     size_t n1 = 0, b1 = 0, n2 = 0, b2 = 0;
-    for (size_t i = 0; i < STACK_SLOTS; i++) {
+    for (size_t i = 0; i < n_stacks; i++) {
         n1 += tab->snap[i].live_n;
         b1 += tab->snap[i].live_bytes;
         n2 += tab->snap[i].total_n;
@@ -412,7 +439,7 @@ static void write_profile(int fd)
     hak_msg_str(&m, " @ heap_v2/");
     hak_msg_dec(&m, rate);
     hak_msg_str(&m, "\n");
-    for (size_t i = 0; i < STACK_SLOTS; i++) {
+    for (size_t i = 0; i < n_stacks; i++) {
         const stack_snap_t *sn = &tab->snap[i];
         const callstack_t *s = &tab->stack[i];
         if (sn->total_n == 0)
@@ -465,7 +492,7 @@ static void write_leaks(int fd, size_t *out_bytes, size_t *out_blocks)
     hak_msg_t m = { .len = 0, .fd = fd };
     double bytes = 0, blocks = 0;
     size_t sites = 0, samples = 0;
-    for (size_t i = 0; i < STACK_SLOTS; i++)
+    for (size_t i = 0; i < n_stacks; i++)
         if (tab->snap[i].live_n) {
             bytes += tab->snap[i].est_bytes;
             blocks += tab->snap[i].est_n;
@@ -491,7 +518,7 @@ static void write_leaks(int fd, size_t *out_bytes, size_t *out_blocks)
     hak_msg_str(&m, " dropped)\n");
     for (unsigned k = 1; k <= REPORT_SITES; k++) {
         size_t best = SIZE_MAX;             /* the biggest not shown yet */
-        for (size_t i = 0; i < STACK_SLOTS; i++) {
+        for (size_t i = 0; i < n_stacks; i++) {
             const stack_snap_t *sn = &tab->snap[i];
             if (sn->live_n && !sn->shown &&
                 (best == SIZE_MAX || sn->est_bytes > tab->snap[best].est_bytes))
@@ -562,8 +589,7 @@ static int dump_to(const char *path)
     int fd = hak_os_open(path, true);
     if (fd < 0)
         return -1;
-    size_t n;
-    snapshot(&n);
+    snapshot();
     write_profile(fd);
     hak_os_close(fd);
     return 0;

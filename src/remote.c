@@ -532,15 +532,24 @@ void hak_check_flush(void)
 }
 
 /* The fast path found p's slab s but not as its owner (or p is not a block
- * boundary): the common case is a block of another thread's slab. */
+ * boundary): the common case is a block of another thread's slab.  With
+ * profiling alone (no fast path), this thread's own blocks come here too. */
 void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
 {
     hak_tls_t *t = &hak_tls;
     uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
-    if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_slow_mode &&
-        hak_slab_block_valid(s, p))
+    if (hak_slow_mode && !hak_check_mode && is_heap(o) && o == (uintptr_t)t->rec &&
+        hak_slab_boundary(s, p)) {
+        hak_profile_free(p, s);             /* profiling alone: the fast path's free, then */
+        hak_slab_free_local(s, p);
+        return;
+    }
+    if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_check_mode &&
+        hak_slab_block_valid(s, p)) {
+        if (HAK_UNLIKELY(hak_profile_on))
+            hak_profile_free(p, s);
         free_foreign(t, s, (hak_block_t *)p, o);
-    else
+    } else
         hak_free_slow(p, call);
 }
 
