@@ -127,14 +127,14 @@ void *hak_calloc_impl(size_t count, size_t size)
 static hak_slab_t *live_block_slab(const void *p, const char *call)
 {
     hak_slab_t *s = hak_block_slab(p, call, "use after free");
-    if (hak_check_mode && s != NULL && hak_block_is_free(p))
+    if (hak_check_mode && s != NULL && hak_check_is_free((void *)p, s))
         hak_fatal(call, "use after free", p);
     return s;
 }
 
 size_t hak_usable_impl(const void *p, const char *call)
 {
-    if (p == NULL)
+    if (p == NULL || (hak_check_mode && hak_check_zero_live(p, call)))
         return 0;
     hak_slab_t *s = live_block_slab(p, call);
     if (s && hak_check_mode)
@@ -150,6 +150,12 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
         asan_close(p);
         hak_free_fast(p, call);
         return NULL;
+    }
+    if (hak_check_mode && hak_check_zero_live(p, call)) {
+        void *q = hak_malloc_fast(n);   /* nothing to copy */
+        if (q != NULL)
+            hak_free_fast(p, call);
+        return q;
     }
     hak_slab_t *s = live_block_slab(p, call);
     size_t old;
@@ -287,6 +293,8 @@ int hak_owns(const void *p)
     case HAK_REGION_HUGE_HEAD:
     case HAK_REGION_HUGE_PREV:
         return hak_huge_owns(p);
+    case HAK_REGION_ZERO:
+        return hak_check_zero_owns(p);
     default:
         return 0;
     }

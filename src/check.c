@@ -4,16 +4,19 @@
  * slabs out of TLS), so the guards cost the release fast path nothing.  A
  * block handed out for n bytes comes from the class for n + GUARD + TRAILER:
  *
- *     [0, n)             the program's
+ *     [0, n)             the program's, FRESH when handed out (reads of
+ *                        memory never written stand out)
  *     [n, bsize - 8)     PATTERN (GUARD bytes at least)
  *     [bsize - 8, bsize) trailer: n ^ hak_free_key ^ address
  *
- * A free block keeps its link and free mark in its first 16 bytes, PATTERN
- * up to the trailer, and the trailer of FREE_N.  At free and realloc the
- * block's own guard (an overflow of up to GUARD bytes past n, or one that
- * rewrites the trailer) and the guard of the block before it (an underflow
- * of up to GUARD + 8 bytes) are checked; when a block is handed out again
- * its free pattern is (a write after free).  Huge blocks have no guard.
+ * A free block is zero up to its trailer, which holds FREE_N, except for its
+ * free-list link in its first word while it is on a free list; so the
+ * trailer tells a free block from a live one (a second free, a use after
+ * free).  At free and realloc the block's own guard (an overflow of up to
+ * GUARD bytes past n, or one that rewrites the trailer) and the guard of the
+ * block before it (an underflow of up to GUARD + 8 bytes) are checked; when
+ * a block is handed out again it must still be zero (a write after free).
+ * Huge blocks have no guard.
  *
  * A freed block is also held back in its thread's quarantine (a FIFO of up
  * to QUARANTINE_BYTES) before it really goes back, so that it is not handed
@@ -24,11 +27,16 @@
 
 #define GUARD    32
 #define TRAILER  8
-#define PATTERN  0xcb
+#define PATTERN  0xcb                    /* guards */
+#define FRESH    0xcd                    /* a block just handed out */
 #define FREE_N   ((size_t)1 << 40)       /* no block is this big */
-#define FREE_HEAD (2 * sizeof(void *))   /* a free block's link and mark */
+#define BUSY_N   (FREE_N + 1)            /* its guard or state being rewritten */
+#define FREE_HEAD sizeof(void *)         /* a free block's link */
 #define QUARANTINE_BYTES ((size_t)4 << 20)
 #define QUARANTINE_SLOTS 4096
+#define ZERO_STRIDE  16                  /* zero-byte blocks: see below */
+#define ZERO_SLOTS   (HAK_SS_SIZE / ZERO_STRIDE)
+#define ZERO_REGIONS 64
 
 static __thread struct {
     void *block[QUARANTINE_SLOTS];
@@ -48,8 +56,10 @@ static uint64_t encode(const void *p, uint64_t n) { return n ^ hak_free_key ^ (u
  * out are bigger still). */
 static bool guardable(size_t bsize) { return bsize >= FREE_HEAD + TRAILER; }
 
-/* Where the pattern starts in a block holding n (FREE_N: a free block). */
+/* Where the pattern starts in a block holding n (FREE_N: a free block),
+ * and what it is. */
 static size_t guard_from(size_t n) { return n == FREE_N ? FREE_HEAD : n; }
+static unsigned char guard_byte(size_t n) { return n == FREE_N ? 0 : PATTERN; }
 
 /* The n a block's trailer holds (FREE_N for a free block), or SIZE_MAX if
  * the trailer is damaged. */
@@ -59,10 +69,10 @@ static size_t stored_n(void *p, size_t bsize)
     return n == FREE_N || n + GUARD + TRAILER <= bsize ? n : SIZE_MAX;
 }
 
-static bool pattern_intact(const char *from, const char *to)
+static bool pattern_intact(const char *from, const char *to, unsigned char byte)
 {
     for (const char *q = from; q < to; q++)
-        if ((unsigned char)*q != PATTERN)
+        if ((unsigned char)*q != byte)
             return false;
     return true;
 }
@@ -73,50 +83,75 @@ static bool guard_intact(void *p, size_t bsize)
     size_t n = stored_n(p, bsize);
     if (n == SIZE_MAX)
         return false;
-    return pattern_intact((const char *)p + guard_from(n), (const char *)p + bsize - TRAILER);
+    return pattern_intact((const char *)p + guard_from(n), (const char *)p + bsize - TRAILER,
+                          guard_byte(n));
 }
 
 /* The same for a block another thread may be handing out or freeing as we
- * read: its trailer changes before its owner writes to it (a handed-out
- * block) or after its pattern is written (a freed one), so a scan with the
- * same trailer before and after read a consistent block. */
+ * read: its trailer is BUSY_N while its guard changes (guard_set), and a
+ * live block's bytes before its guard are not read, so a scan with the same
+ * trailer, not BUSY_N, before and after read a consistent block. */
 static bool neighbour_intact(void *p, size_t bsize)
 {
+    uint64_t busy = encode(p, BUSY_N);
     for (int tries = 0; tries < 100; tries++) {
         uint64_t t = __atomic_load_n(trailer_of(p, bsize), __ATOMIC_ACQUIRE);
+        if (t == busy)
+            continue;
         bool ok = guard_intact(p, bsize);
-        if (__atomic_load_n(trailer_of(p, bsize), __ATOMIC_ACQUIRE) == t)
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);    /* the reads above before the load below */
+        if (__atomic_load_n(trailer_of(p, bsize), __ATOMIC_RELAXED) == t)
             return ok;
     }
     return true;                    /* changing all the time: in use, not damaged */
 }
 
+/* A seqlock for readers of other threads' blocks: the trailer says BUSY_N
+ * while the guard changes (a free block's zeros and a live one's pattern
+ * differ), then the new n. */
 static void guard_set(void *p, size_t bsize, size_t n)
 {
     size_t from = guard_from(n);
     if (!guardable(bsize))
         return;                     /* a class check mode never hands out */
-    memset((char *)p + from, PATTERN, bsize - TRAILER - from);
+    __atomic_store_n(trailer_of(p, bsize), encode(p, BUSY_N), __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);        /* BUSY_N before the guard's bytes */
+    memset((char *)p + from, guard_byte(n), bsize - TRAILER - from);
     __atomic_store_n(trailer_of(p, bsize), encode(p, n), __ATOMIC_RELEASE);
 }
 
 void hak_check_carved(void *p, size_t bsize) { guard_set(p, bsize, FREE_N); }
 
+bool hak_check_is_free(void *p, const hak_slab_t *s) { return stored_n(p, s->bsize) == FREE_N; }
+
+/* A block about to be handed out: still free, zero, and linked to another
+ * block (or none); otherwise something wrote to it after its free. */
 void hak_check_handed_out(void *p, size_t bsize)
 {
-    if (guardable(bsize) && !guard_intact(p, bsize))
+    void *next = *(void **)p;
+    if (!hak_slab_block(p) || !guardable(bsize) || stored_n(p, bsize) != FREE_N ||
+        !guard_intact(p, bsize) || (next != NULL && !hak_slab_block(next)))
         hak_fatal("malloc", "heap corruption (freed block modified)", p);
 }
 
+static void *zero_alloc(void);
+
 void *hak_check_alloc(size_t n, size_t align)
 {
+    if (n == 0 && align <= ZERO_STRIDE) {
+        void *z = zero_alloc();
+        if (z)
+            return z;
+    }
     if (n > HAK_LARGE_MAX - GUARD - TRAILER || align > HAK_SLAB_ALIGN_MAX)
         return hak_huge_alloc(n, align, false);
     size_t m = n + GUARD + TRAILER;
     unsigned cls = align > 16 ? (unsigned)hak_class_for_aligned(m, align) : hak_class_of(m);
     void *p = hak_alloc_class(cls);
-    if (p)
+    if (p) {
         guard_set(p, hak_classes[cls].size, n);
+        memset(p, FRESH, n);        /* after: a live block's guard starts at n */
+    }
     return p;
 }
 
@@ -128,7 +163,7 @@ size_t hak_check_size(void *p, const hak_slab_t *s)
 
 /* p, a live block of s, is being freed (or moved by realloc): its guard and
  * the guard of the block before it must be intact; then it becomes a free
- * block's pattern. */
+ * block, all zero (the link too: it is on no list yet). */
 void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
 {
     size_t b = s->bsize;
@@ -140,18 +175,19 @@ void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
          * to after its free.  Damage in its last GUARD + TRAILER bytes came
          * from p's side. */
         if (stored_n(before, b) == FREE_N &&
-            !pattern_intact(before + FREE_HEAD, (char *)p - GUARD - TRAILER))
+            !pattern_intact(before + FREE_HEAD, (char *)p - GUARD - TRAILER, 0))
             hak_fatal(call, "write after free", before);
         hak_fatal(call, "buffer underflow", p);
     }
     guard_set(p, b, FREE_N);
+    *(void **)p = NULL;
 }
 
 /* A block leaving the quarantine: its free pattern must be intact. */
 static void *released(void *b)
 {
     hak_slab_t *s = hak_slab_of(hak_ss_of(b), b);
-    if (!hak_block_is_free(b) || !guard_intact(b, s->bsize))
+    if (*(void **)b != NULL || stored_n(b, s->bsize) != FREE_N || !guard_intact(b, s->bsize))
         hak_fatal("free", "write after free", b);
     quarantine.bytes -= s->bsize;
     return b;
@@ -200,3 +236,131 @@ static void verify_slab(hak_slab_t *s, void *arg)
  * blocks read as neighbours are). */
 void hak_check_heap(void) { hak_pool_walk(verify_slab, NULL); }
 
+
+/* ---- zero-byte blocks --------------------------------------------------------------------- */
+/* Each malloc(0) gets an address of its own in a 4 MiB region mapped with no
+ * access, so that reading or writing it faults at once; a bitmap per region
+ * says which are live (a second free, realloc after free).  Addresses are
+ * never reused; past ZERO_REGIONS regions, malloc(0) gets a guarded block. */
+hak_lock_t hak_zero_lock;
+static struct { char *base; uint64_t *live; } zero_region[ZERO_REGIONS];
+static unsigned zero_regions;
+static size_t zero_next = ZERO_SLOTS;       /* next slot of the newest region */
+
+static void *zero_alloc(void)
+{
+    void *p = NULL;
+    hak_lock(&hak_zero_lock);
+    if (zero_next == ZERO_SLOTS && zero_regions < ZERO_REGIONS) {
+        char *base = hak_region_map_new(HAK_SS_SIZE, HAK_SS_SIZE, 0, true, HAK_REGION_ZERO);
+        uint64_t *live = base ? hak_os_map(ZERO_SLOTS / 8, false) : NULL;
+        if (live && hak_os_protect(base, HAK_SS_SIZE, false)) {
+            zero_region[zero_regions].base = base;
+            zero_region[zero_regions].live = live;
+            zero_regions++;
+            zero_next = 0;
+        }
+        /* (on failure the mappings are kept: rare, and the map entry must
+         * keep saying ZERO for a region that might be handed out) */
+    }
+    if (zero_next < ZERO_SLOTS) {
+        unsigned r = zero_regions - 1;
+        p = zero_region[r].base + zero_next * ZERO_STRIDE;
+        zero_region[r].live[zero_next / 64] |= (uint64_t)1 << (zero_next % 64);
+        zero_next++;
+    }
+    hak_unlock(&hak_zero_lock);
+    return p;
+}
+
+/* The live bit of zero-byte block p (a ZERO region's address), or NULL if p
+ * is no slot handed out so far; the caller holds hak_zero_lock. */
+static uint64_t *zero_bit(const void *p, uint64_t *mask)
+{
+    uintptr_t base = (uintptr_t)p & ~(uintptr_t)HAK_SS_MASK, off = (uintptr_t)p - base;
+    size_t slot = off / ZERO_STRIDE;
+    for (unsigned r = 0; r < zero_regions; r++)
+        if ((uintptr_t)zero_region[r].base == base && off % ZERO_STRIDE == 0 &&
+            (r + 1 < zero_regions || slot < zero_next)) {
+            *mask = (uint64_t)1 << (slot % 64);
+            return &zero_region[r].live[slot / 64];
+        }
+    return NULL;
+}
+
+/* p is a zero-byte block's address: true, after freeing it if free_it;
+ * aborts unless it is live (handed out, not freed). */
+static bool zero_live(const void *p, const char *call, bool free_it)
+{
+    if (hak_region_of((uintptr_t)p) != HAK_REGION_ZERO)
+        return false;
+    uint64_t mask;
+    hak_lock(&hak_zero_lock);
+    uint64_t *word = zero_bit(p, &mask);
+    bool live = word && (*word & mask);
+    if (live && free_it)
+        *word &= ~mask;
+    hak_unlock(&hak_zero_lock);
+    if (!live)
+        hak_fatal(call, word ? (free_it ? "double free" : "use after free") : "invalid pointer", p);
+    return true;
+}
+
+bool hak_check_zero_free(void *p, const char *call) { return zero_live(p, call, true); }
+bool hak_check_zero_live(const void *p, const char *call) { return zero_live(p, call, false); }
+
+bool hak_check_zero_owns(const void *p)
+{
+    uint64_t mask;
+    hak_lock(&hak_zero_lock);
+    uint64_t *word = zero_bit(p, &mask);
+    bool live = word && (*word & mask);
+    hak_unlock(&hak_zero_lock);
+    return live;
+}
+
+/* ---- checked copies ------------------------------------------------------------------------ */
+/* [p, p + n) is about to be written (or read): if p is in HAKMEM's memory,
+ * it must lie within the bytes asked for of one live block. */
+static void check_span(const void *p, size_t n, const char *call, bool write)
+{
+    const char *c = p, *over = write ? "buffer overflow" : "buffer overread";
+    switch (hak_region_of((uintptr_t)c)) {
+    case HAK_REGION_SS: {
+        hak_slab_t *s = hak_slab_of(hak_ss_of(c), c);
+        size_t b = __atomic_load_n(&s->bsize, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != HAK_SLAB_ACTIVE || c < s->start ||
+            c >= s->end || !guardable(b))
+            hak_fatal(call, over, p);       /* a header, a free page, a slab's tail */
+        char *block = s->start + (size_t)(c - s->start) / b * b;
+        size_t m = stored_n(block, b), at = (size_t)(c - block);
+        if (m == FREE_N)
+            hak_fatal(call, write ? "write after free" : "use after free", p);
+        if (m == SIZE_MAX || at >= m || n > m - at)
+            hak_fatal(call, over, p);
+        return;
+    }
+    case HAK_REGION_HUGE_HEAD:
+    case HAK_REGION_HUGE_PREV:
+    case HAK_REGION_HUGE_BODY: {
+        char *user;
+        size_t asked;
+        if (!hak_huge_extent(c, &user, &asked) || n > asked - (size_t)(c - user))
+            hak_fatal(call, over, p);
+        return;
+    }
+    case HAK_REGION_ZERO:
+        hak_fatal(call, over, p);
+    default:
+        return;                             /* not HAKMEM's: the stack, globals, files */
+    }
+}
+
+void hak_check_copy(void *dst, const void *src, size_t n, const char *call)
+{
+    if (n == 0)
+        return;
+    check_span(dst, n, call, true);
+    if (src)
+        check_span(src, n, call, false);
+}

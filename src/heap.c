@@ -136,7 +136,6 @@ static void slab_carve(hak_slab_t *s)
     if (p == s->start && hak_slab_guards(s)) {
         /* Check mode: the first block stays a free guard, so that an
          * underflow of the one after it is found (check.c). */
-        ((hak_block_t *)p)->mark = hak_mark_of(p);
         hak_check_carved(p, bs);
         p += bs;
     }
@@ -147,10 +146,8 @@ static void slab_carve(hak_slab_t *s)
         ((hak_block_t *)q)->next = (hak_block_t *)(q + bs);
     ((hak_block_t *)(stop - bs))->next = s->free;
     if (hak_check_mode)
-        for (char *q = p; q < stop; q += bs) {
-            ((hak_block_t *)q)->mark = hak_mark_of(q);
+        for (char *q = p; q < stop; q += bs)
             hak_check_carved(q, bs);
-        }
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
 }
@@ -426,16 +423,6 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     return s;
 }
 
-/* HAKMEM_CHECK: a block about to be handed out must still carry its free
- * mark and link to another free block; otherwise something wrote to it
- * after it was freed. */
-static void check_free_block(const hak_block_t *b)
-{
-    if (!hak_slab_block(b) || !hak_block_is_free(b) ||
-        (b->next != NULL && !hak_slab_block(b->next)))
-        hak_fatal("malloc", "heap corruption (freed block modified)", b);
-}
-
 void *hak_alloc_class(unsigned cls)
 {
     hak_tls_t *t = &hak_tls;
@@ -451,11 +438,8 @@ void *hak_alloc_class(unsigned cls)
             return NULL;
         }
         b = s->free;
-        if (hak_check_mode) {
-            check_free_block(b);
+        if (hak_check_mode)
             hak_check_handed_out(b, s->bsize);
-            b->mark = 0;
-        }
     }
     s->free = b->next;
     s->used++;

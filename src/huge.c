@@ -59,6 +59,7 @@ typedef struct {
     size_t map_size;     /* bytes mapped from the header on, whole chunks */
     char *user;          /* the block                                      */
     size_t usable;       /* bytes usable from user on                      */
+    size_t asked;        /* bytes asked for (check mode's copies stay within) */
     size_t align;        /* alignment asked for (at least 16)              */
 } huge_hdr_t;
 
@@ -372,6 +373,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     hdr->map_size = map_size;
     hdr->user = h + off;
     hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
+    hdr->asked = n;
     map_mark(h, map_size, hdr->user);
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, 1);
     huge_bytes_changed(hdr->usable);
@@ -399,6 +401,26 @@ size_t hak_huge_usable(const void *p)
 }
 
 bool hak_huge_owns(const void *p) { return huge_header(p) != NULL; }
+
+/* The Huge block holding address p, as its start and the bytes asked for:
+ * false if p is in a Huge mapping but not in those bytes, or in none. */
+bool hak_huge_extent(const void *p, char **user, size_t *asked)
+{
+    uintptr_t chunk = (uintptr_t)p & ~(uintptr_t)HAK_SS_MASK;
+    for (;; chunk -= HAK_SS_SIZE) {
+        unsigned kind = hak_region_of(chunk);
+        if (kind == HAK_REGION_HUGE_BODY)
+            continue;
+        if (kind != HAK_REGION_HUGE_HEAD && kind != HAK_REGION_HUGE_PREV)
+            return false;
+        const huge_hdr_t *h = (const huge_hdr_t *)(kind == HAK_REGION_HUGE_HEAD ? chunk : chunk - HAK_SS_SIZE);
+        if (h->magic != HUGE_MAGIC || (const char *)p < h->user || (const char *)p >= h->user + h->asked)
+            return false;
+        *user = h->user;
+        *asked = h->asked;
+        return true;
+    }
+}
 
 /* Resizes a Huge block without copying: shrinks in place (unmapping whole
  * chunks no longer needed), grows in place if the address space above is
@@ -428,5 +450,6 @@ void *hak_huge_realloc(void *p, size_t n)
     }
     huge_bytes_changed(usable - h->usable);
     h->usable = usable;
+    h->asked = n;
     return h->user;
 }

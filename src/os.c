@@ -1,7 +1,7 @@
 /* Every call HAKMEM makes to the OS: memory (map, unmap, purge, grow, and
  * the fault injection that tests use to make mapping fail), time, sleeping
- * and waking, the background thread, and files (messages, the heap
- * profile). */
+ * and waking, the background thread, files (messages, the heap profile),
+ * and the C library's memcpy, memmove and memset for HAKMEM's own use. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -219,3 +219,19 @@ long hak_os_read(int fd, char *buf, size_t len)
 }
 
 void hak_os_close(int fd) { close(fd); }
+
+/* [p, p + size) made readable and writable, or no access at all. */
+bool hak_os_protect(void *p, size_t size, bool access)
+{
+    return mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+/* The C library's copies, through its _chk entry points (which GCC does
+ * not turn back into calls of memcpy: that would be ours, override.c). */
+extern void *libc_memcpy_chk(void *, const void *, size_t, size_t) __asm__("__memcpy_chk");
+extern void *libc_memmove_chk(void *, const void *, size_t, size_t) __asm__("__memmove_chk");
+extern void *libc_memset_chk(void *, int, size_t, size_t) __asm__("__memset_chk");
+
+void *hak_libc_memcpy(void *dst, const void *src, size_t n) { return libc_memcpy_chk(dst, src, n, (size_t)-1); }
+void *hak_libc_memmove(void *dst, const void *src, size_t n) { return libc_memmove_chk(dst, src, n, (size_t)-1); }
+void *hak_libc_memset(void *dst, int c, size_t n) { return libc_memset_chk(dst, c, n, (size_t)-1); }

@@ -503,7 +503,7 @@ static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const cha
 
 void hak_free_slow(void *p, const char *call)
 {
-    if (p == NULL)
+    if (p == NULL || (hak_check_mode && hak_check_zero_free(p, call)))
         return;
     hak_slab_t *s = hak_block_slab(p, call, "double free");
     if (HAK_UNLIKELY(hak_profile_on))
@@ -513,10 +513,9 @@ void hak_free_slow(void *p, const char *call)
         return;
     }
     if (hak_check_mode) {
-        if (hak_block_is_free(p))
+        if (hak_check_is_free(p, s))
             hak_fatal(call, "double free", p);
         hak_check_freeing(p, s, call);
-        ((hak_block_t *)p)->mark = hak_mark_of(p);
         if ((p = hak_check_hold(p, s->bsize)) == NULL)
             return;
         s = slab_of_block(p);

@@ -82,6 +82,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* memcpy, memmove and memset of this library are the checked ones that
+ * programs get (override.c).  HAKMEM's own calls, and those GCC makes for
+ * it (struct copies, loops), go straight to the C library's (os.c): they
+ * write guards and headers that no program may. */
+#ifndef HAK_MEM_EXPORTS
+extern __typeof(memcpy) memcpy __asm__("hak_libc_memcpy");
+extern __typeof(memmove) memmove __asm__("hak_libc_memmove");
+extern __typeof(memset) memset __asm__("hak_libc_memset");
+#endif
 
 #define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -115,6 +126,7 @@ enum {
     HAK_REGION_HUGE_HEAD,  /* Huge block whose header is at this chunk's base */
     HAK_REGION_HUGE_PREV,  /* Huge block whose header is one chunk below      */
     HAK_REGION_HUGE_BODY,  /* the rest of a Huge mapping: no block starts here */
+    HAK_REGION_ZERO,       /* HAKMEM_CHECK's zero-byte blocks, no access (check.c) */
 };
 /* The region map: what each 4 MiB chunk of the address space holds.  The
  * entry of chunk c = a >> HAK_SS_SHIFT sits at index c mod HAK_MAP_ENTRIES:
@@ -171,22 +183,16 @@ HAK_HIDDEN char *hak_region_map_new(size_t size, size_t align, size_t offset, bo
                                     unsigned kind);
 
 /* ---- blocks and slabs ----------------------------------------------------- */
-/* A free block: the free-list link, then, with HAKMEM_CHECK, the free mark
- * (hak_free_key ^ the block's address) that catches a second free or a use
- * after free; malloc clears it.  So every block is at least 16 bytes.
- * The mark costs 3.5% on make bench (docs/RELIABILITY.md), over the 2% that
- * would have kept it on always, so only check mode keeps marks. */
+/* A free block: the free-list link.  (HAKMEM_CHECK tells free blocks from
+ * live ones by a trailer: check.c.) */
 typedef struct hak_block {
     struct hak_block *next;
-    uintptr_t mark;
 } hak_block_t;
 extern uintptr_t hak_free_key HAK_HIDDEN;
 extern bool hak_check_mode HAK_HIDDEN;   /* HAKMEM_CHECK, fixed at initialisation */
 extern bool hak_profile_on HAK_HIDDEN;   /* HAKMEM_PROFILE set, fixed at initialisation */
 /* Every call takes the slow paths: check mode, profiling or both. */
 extern bool hak_slow_mode HAK_HIDDEN;
-
-static inline uintptr_t hak_mark_of(const void *p) { return hak_free_key ^ (uintptr_t)p; }
 
 enum { HAK_SLAB_FREE = 0, HAK_SLAB_ACTIVE, HAK_SLAB_HEADER };
 enum { HAK_LIST_NONE = 0, HAK_LIST_CUR, HAK_LIST_PARTIAL, HAK_LIST_FULL, HAK_LIST_ABANDONED,
@@ -411,6 +417,10 @@ HAK_HIDDEN int   hak_os_dup(int fd);
 HAK_HIDDEN int   hak_os_open(const char *path, bool write);
 HAK_HIDDEN long  hak_os_read(int fd, char *buf, size_t len);
 HAK_HIDDEN void  hak_os_close(int fd);
+HAK_HIDDEN bool  hak_os_protect(void *p, size_t size, bool access);
+HAK_HIDDEN void *hak_libc_memcpy(void *dst, const void *src, size_t n);
+HAK_HIDDEN void *hak_libc_memmove(void *dst, const void *src, size_t n);
+HAK_HIDDEN void *hak_libc_memset(void *dst, int c, size_t n);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
 HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
@@ -439,6 +449,16 @@ static inline unsigned hak_slab_guards(const hak_slab_t *s)
 }
 HAK_HIDDEN void hak_check_carved(void *p, size_t bsize);
 HAK_HIDDEN void hak_check_handed_out(void *p, size_t bsize);
+HAK_HIDDEN bool hak_check_is_free(void *p, const hak_slab_t *s);   /* a free block of s */
+/* Zero-byte blocks: true if p is one (freed now, or aborts if it is not
+ * live); the size of a live one (0), or aborts; whether p is a live one. */
+HAK_HIDDEN bool hak_check_zero_free(void *p, const char *call);
+HAK_HIDDEN bool hak_check_zero_live(const void *p, const char *call);
+HAK_HIDDEN bool hak_check_zero_owns(const void *p);
+/* memcpy and the like: dst and src (NULL: none) for n bytes must each lie
+ * within one live block's bytes when in HAKMEM's memory. */
+HAK_HIDDEN void hak_check_copy(void *dst, const void *src, size_t n, const char *call);
+HAK_HIDDEN extern hak_lock_t hak_zero_lock;
 HAK_HIDDEN void hak_check_freeing(void *p, const hak_slab_t *s, const char *call);
 HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
@@ -544,6 +564,7 @@ HAK_HIDDEN extern hak_lock_t hak_huge_lock;
 HAK_HIDDEN void   hak_huge_free(void *p, const char *call);
 HAK_HIDDEN size_t hak_huge_usable(const void *p);
 HAK_HIDDEN bool   hak_huge_owns(const void *p);
+HAK_HIDDEN bool   hak_huge_extent(const void *p, char **user, size_t *asked);
 HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
 HAK_HIDDEN size_t hak_huge_cache_cap(void);     /* the learned capacity, bytes */
 
@@ -564,11 +585,6 @@ static inline bool hak_slab_block(const void *p)
 {
     return hak_region_of((uintptr_t)p) == HAK_REGION_SS &&
            hak_slab_block_valid(hak_slab_of(hak_ss_of(p), p), p);
-}
-/* A freed block's mark is intact: p is (with certainty up to 2^-64) free. */
-static inline bool hak_block_is_free(const void *p)
-{
-    return ((const hak_block_t *)p)->mark == hak_mark_of(p);
 }
 
 /* ---- process init and options (init.c, options.c) ----------------------------- */

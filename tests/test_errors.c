@@ -282,6 +282,69 @@ static void overflow_trim(int fd)
     malloc_trim(0);
 }
 
+/* HAKMEM_CHECK=1: memcpy, memmove and memset are checked against the block
+ * they write (or read), before they run.  Sizes pass through launder so
+ * that the compiler keeps the calls. */
+static size_t opaque(size_t n) { return (size_t)launder((void *)n); }
+static char g_src[1 << 16];
+
+static void copy_past(int fd, size_t n, size_t at, size_t len)
+{
+    char *p = filled(n);
+    report_ptr(fd, p + at);
+    memcpy(launder(p + at), g_src, opaque(len));
+}
+static void c_cp_tiny(int fd) { copy_past(fd, 24, 0, 25); }
+static void c_cp_mid(int fd) { copy_past(fd, 5000, 4000, 1001); }
+static void c_cp_large(int fd) { copy_past(fd, 100000, 0, 100001); }
+static void c_cp_huge(int fd) { copy_past(fd, 8u << 20, (8u << 20) - 10, 20); }
+static void c_cp_under(int fd)
+{
+    char *p = filled(24);
+    report_ptr(fd, p - 32);
+    memcpy(launder(p - 32), g_src, opaque(24));
+}
+static void c_mv_overread(int fd)
+{
+    char buf[200];
+    char *p = filled(24);
+    report_ptr(fd, p);
+    memmove(launder(buf), p, opaque(100));
+}
+static void c_ms_freed(int fd)
+{
+    char *p = filled(5000), *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    memset(launder(q), 0, opaque(5000));
+}
+static void c_cp_zero(int fd)
+{
+    char *p = malloc(opaque(0));
+    report_ptr(fd, p);
+    memcpy(launder(p), g_src, opaque(1));
+}
+static void c_zero_df(int fd)
+{
+    char *p = malloc(opaque(0)), *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    free(launder(q));
+}
+static void c_zero_ra(int fd)
+{
+    char *p = malloc(opaque(0)), *q = launder(p);
+    report_ptr(fd, q);
+    free(p);
+    (void)launder(realloc(launder(q), 10));
+}
+static void c_zero_next(int fd)
+{
+    char *p = malloc(opaque(0));
+    report_ptr(fd, p + 16);         /* the next zero-byte address, not handed out */
+    free(launder(p + 16));
+}
+
 static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
 static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
 static void c_of_mid_1(int fd) { overflow(fd, 5000, 0); }
@@ -361,6 +424,18 @@ static const struct bad_case bad_cases[] = {
     { "underflow-tiny-1", c_uf_tiny_1, "free", "buffer underflow", NULL, 1 },
     { "underflow-mid-32", c_uf_mid_32, "free", "buffer underflow", NULL, 1 },
     { "overflow-found-by-trim", overflow_trim, "malloc_trim", "heap corruption", NULL, 1 },
+    { "memcpy-past-tiny", c_cp_tiny, "memcpy", "buffer overflow", NULL, 1 },
+    { "memcpy-past-mid", c_cp_mid, "memcpy", "buffer overflow", NULL, 1 },
+    { "memcpy-past-large", c_cp_large, "memcpy", "buffer overflow", NULL, 1 },
+    { "memcpy-past-huge", c_cp_huge, "memcpy", "buffer overflow", NULL, 1 },
+    /* p - 32 is in the block before (live or free) or the slab's guard */
+    { "memcpy-before-tiny", c_cp_under, "memcpy", "buffer overflow", "write after free", 1 },
+    { "memmove-overread", c_mv_overread, "memmove", "buffer overread", NULL, 1 },
+    { "memset-after-free", c_ms_freed, "memset", "write after free", NULL, 1 },
+    { "memcpy-into-zero-size", c_cp_zero, "memcpy", "buffer overflow", NULL, 1 },
+    { "double-free-zero-size", c_zero_df, "free", "double free", NULL, 1 },
+    { "realloc-freed-zero-size", c_zero_ra, "realloc", "use after free", NULL, 1 },
+    { "free-zero-size-not-handed-out", c_zero_next, "free", "invalid pointer", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
 
@@ -527,12 +602,47 @@ static void expect_clean_run(const char *label, const char *name, char *const en
     CHECK(strcmp(r.err, want) == 0, "%s: stderr \"%s\", expected \"%s\"", label, r.err, want);
 }
 
+/* Check mode's contents: a fresh block is 0xcd throughout (reads of memory
+ * never written stand out), a freed one reads as zero while it waits in the
+ * quarantine (stale data does not leak through a use after free).  Exits 0,
+ * or 1 with the first wrong byte on stderr. */
+static int check_contents(void)
+{
+    static const size_t sizes[] = { 8, 100, 4096, 100000 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        volatile unsigned char *p = launder(malloc(n));
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != 0xcd) {
+                fprintf(stderr, "malloc(%zu): byte %zu is %#x\n", n, i, p[i]);
+                return 1;
+            }
+        memset((void *)p, 'A', n);
+        volatile unsigned char *freed = launder((void *)p);  /* read after the free */
+        free((void *)p);
+        for (size_t i = 0; i < n; i++)
+            if (freed[i] != 0) {
+                fprintf(stderr, "free of %zu bytes: byte %zu is %#x\n", n, i, freed[i]);
+                return 1;
+            }
+    }
+    return 0;
+}
+
 /* In the re-executed binary: run one case by name. */
 static int run_case_here(const char *name)
 {
     alarm(60);
     if (strcmp(name, "valid") == 0)
         valid_program(NULL);        /* exits 0 */
+    if (strcmp(name, "contents") == 0)
+        return check_contents();
+    if (strcmp(name, "zero-read") == 0)
+        return *(volatile char *)launder(malloc(opaque(0)));
+    if (strcmp(name, "zero-write") == 0) {
+        *(volatile char *)launder(malloc(opaque(0))) = 1;
+        return 0;
+    }
     const struct bad_case *c = find_case(name);
     if (c == NULL)
         return 2;
@@ -639,5 +749,17 @@ int main(int argc, char **argv)
     /* A correct program under HAKMEM_CHECK=1: nothing to report. */
     char *checked[] = { env_check, NULL };
     expect_clean_run("valid program, HAKMEM_CHECK=1", "valid", checked, "");
+    expect_clean_run("fresh and freed contents, HAKMEM_CHECK=1", "contents", checked, "");
+    /* Check mode's zero-byte blocks have no access: a read or a write
+     * faults where it happens. */
+    static const char *const traps[] = { "zero-read", "zero-write" };
+    for (int k = 0; k < 2; k++) {
+        struct child_result tr;
+        char out[64];
+        CHECK(run_self(traps[k], checked, &tr, out, sizeof out) == 0 && WIFSIGNALED(tr.status) &&
+                  WTERMSIG(tr.status) == SIGSEGV,
+              "%s of malloc(0) under HAKMEM_CHECK=1: status %#x, stderr \"%s\"", traps[k],
+              tr.status, tr.err);
+    }
     return test_done("test_errors");
 }
