@@ -104,7 +104,7 @@ void *hak_calloc_impl(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (n > HAK_LARGE_MAX) {
+    if (n > HAK_LARGE_MAX && !hak_check_mode) {  /* (check mode: a guard, then zeros) */
         void *p = hak_huge_alloc(n, 0, true);
         if (HAK_UNLIKELY(hak_profile_on) && p != NULL)
             hak_profile_alloc(p, n);
@@ -137,8 +137,8 @@ size_t hak_usable_impl(const void *p, const char *call)
     if (p == NULL || (hak_check_mode && hak_check_zero_live(p, call)))
         return 0;
     hak_slab_t *s = live_block_slab(p, call);
-    if (s && hak_check_mode)
-        return hak_check_size((void *)p, s);    /* the guard starts there */
+    if (hak_check_mode)                         /* the guard starts there */
+        return s ? hak_check_size((void *)p, s) : hak_huge_asked(p);
     return s ? s->bsize : hak_huge_usable(p);
 }
 
@@ -163,6 +163,8 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
         old = hak_check_mode ? hak_check_size(p, s) : s->bsize;
         if (n <= old && n >= old / 2 && !hak_check_mode)   /* check mode: new guards */
             return p;
+    } else if (hak_check_mode) {
+        old = hak_huge_asked(p);        /* a new block and guard: copied below */
     } else {
         old = hak_huge_usable(p);
         if (n > HAK_LARGE_MAX) {
@@ -207,12 +209,16 @@ size_t hak_usable_size(const void *p) { return hak_usable_impl(p, "hak_usable_si
 
 void hak_free_sized(void *p, size_t size)
 {
+    if (HAK_UNLIKELY(hak_check_mode))
+        hak_check_sized(p, size, 0, "hak_free_sized");
     asan_close(p);
     hak_free_fast(p, "hak_free_sized");
 }
 
 void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
 {
+    if (HAK_UNLIKELY(hak_check_mode))
+        hak_check_sized(p, size, alignment, "hak_free_aligned_sized");
     asan_close(p);
     hak_free_fast(p, "hak_free_aligned_sized");
 }
@@ -278,7 +284,7 @@ void *hak_pvalloc(size_t size)
 int hak_trim(size_t pad)
 {
     if (hak_check_mode)
-        hak_check_heap();
+        hak_check_heap("malloc_trim");
     int released = hak_heap_trim() | hak_huge_trim();
     return hak_pool_trim() | released;
 }

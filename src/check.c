@@ -16,12 +16,13 @@
  * GUARD bytes past n, or one that rewrites the trailer) and the guard of the
  * block before it (an underflow of up to GUARD + 8 bytes) are checked; when
  * a block is handed out again it must still be zero (a write after free).
- * Huge blocks have no guard.
+ * A Huge block gets a guard of GUARD bytes or more after the bytes asked
+ * for, up to its page end, checked at free and realloc.
  *
  * A freed block is also held back in its thread's quarantine (a FIFO of up
  * to QUARANTINE_BYTES) before it really goes back, so that it is not handed
  * out again at once, and a write after its free is found when it leaves.
- * malloc_trim checks every block's guard (hak_check_heap). */
+ * malloc_trim and exit check every block's guard (hak_check_heap). */
 #include <string.h>
 #include "types.h"
 
@@ -143,8 +144,15 @@ void *hak_check_alloc(size_t n, size_t align)
         if (z)
             return z;
     }
-    if (n > HAK_LARGE_MAX - GUARD - TRAILER || align > HAK_SLAB_ALIGN_MAX)
-        return hak_huge_alloc(n, align, false);
+    if (n > HAK_LARGE_MAX - GUARD - TRAILER || align > HAK_SLAB_ALIGN_MAX) {
+        char *h = n <= SIZE_MAX / 2 ? hak_huge_alloc(n + GUARD, align, false) : NULL;
+        if (h) {
+            hak_huge_set_asked(h, n);
+            memset(h + n, PATTERN, hak_huge_usable(h) - n);
+            memset(h, FRESH, n);
+        }
+        return h;
+    }
     size_t m = n + GUARD + TRAILER;
     unsigned cls = align > 16 ? (unsigned)hak_class_for_aligned(m, align) : hak_class_of(m);
     void *p = hak_alloc_class(cls);
@@ -220,8 +228,8 @@ void *hak_check_release(void)
     return released(b);
 }
 
-/* Every carved block of s: a live block's guard, a free one's pattern. */
-static void verify_slab(hak_slab_t *s, void *arg)
+/* Every carved block of s: a live block's guard, a free one's zeros. */
+static void verify_slab(hak_slab_t *s, void *call)
 {
     size_t b = s->bsize;
     if (!guardable(b))
@@ -229,12 +237,42 @@ static void verify_slab(hak_slab_t *s, void *arg)
     char *bump = __atomic_load_n(&s->bump, __ATOMIC_RELAXED);
     for (char *p = s->start; p + b <= bump; p += b)
         if (!neighbour_intact(p, b))
-            hak_fatal("malloc_trim", "heap corruption", p);
+            hak_fatal(call, "heap corruption", p);
 }
 
-/* malloc_trim(0) in check mode: the whole heap's guards (racing threads'
- * blocks read as neighbours are). */
-void hak_check_heap(void) { hak_pool_walk(verify_slab, NULL); }
+/* malloc_trim(0) and exit in check mode: the whole heap's guards (racing
+ * threads' blocks read as neighbours are). */
+void hak_check_heap(const char *call) { hak_pool_walk(verify_slab, (void *)call); }
+
+__attribute__((destructor)) static void check_at_exit(void)
+{
+    if (hak_check_mode)
+        hak_check_heap("exit");
+}
+
+void hak_check_huge_freeing(void *p, const char *call)
+{
+    size_t n = hak_huge_asked(p);
+    if (!pattern_intact((char *)p + n, (char *)p + hak_huge_usable(p), PATTERN))
+        hak_fatal(call, "buffer overflow", p);
+}
+
+void hak_check_sized(void *p, size_t n, size_t align, const char *call)
+{
+    size_t asked = 0;                       /* a zero-byte block's (the free checks it is live) */
+    if (p == NULL)
+        return;
+    if (hak_region_of((uintptr_t)p) != HAK_REGION_ZERO) {
+        hak_slab_t *s = hak_block_slab(p, call, "double free");
+        if (s != NULL && hak_check_is_free(p, s))
+            return;                         /* the free says double free */
+        asked = s ? hak_check_size(p, s) : hak_huge_asked(p);
+    }
+    if (n != asked)
+        hak_fatal(call, "wrong size", p);
+    if (align != 0 && ((align & (align - 1)) != 0 || ((uintptr_t)p & (align - 1)) != 0))
+        hak_fatal(call, "wrong alignment", p);
+}
 
 
 /* ---- zero-byte blocks --------------------------------------------------------------------- */

@@ -394,6 +394,11 @@ void hak_huge_free(void *p, const char *call)
     mapping_unmap((char *)h, map_size);
 }
 
+/* The bytes asked for of Huge block p (a valid one), and a new figure for
+ * them: check mode asks for more than the program did, for a guard. */
+size_t hak_huge_asked(const void *p) { return huge_header(p)->asked; }
+void hak_huge_set_asked(void *p, size_t n) { huge_header(p)->asked = n; }
+
 size_t hak_huge_usable(const void *p)
 {
     huge_hdr_t *h = huge_header(p);

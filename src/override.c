@@ -30,8 +30,19 @@ EXPORT void *memalign(size_t a, size_t n) { return hak_memalign(a, n); }
 EXPORT void *valloc(size_t n) { return hak_valloc(n); }
 EXPORT void *pvalloc(size_t n) { return hak_pvalloc(n); }
 EXPORT size_t malloc_usable_size(void *p) { return hak_usable_impl(p, "malloc_usable_size"); }
-EXPORT void free_sized(void *p, size_t n) { hak_free_fast(p, "free_sized"); }
-EXPORT void free_aligned_sized(void *p, size_t a, size_t n) { hak_free_fast(p, "free_aligned_sized"); }
+EXPORT void free_sized(void *p, size_t n)
+{
+    if (HAK_UNLIKELY(hak_check_mode))
+        hak_check_sized(p, n, 0, "free_sized");
+    hak_free_fast(p, "free_sized");
+}
+
+EXPORT void free_aligned_sized(void *p, size_t a, size_t n)
+{
+    if (HAK_UNLIKELY(hak_check_mode))
+        hak_check_sized(p, n, a, "free_aligned_sized");
+    hak_free_fast(p, "free_aligned_sized");
+}
 EXPORT int malloc_trim(size_t pad) { return hak_trim(pad); }
 
 /* Checked copies: with HAKMEM_CHECK, memcpy, memmove and memset into a

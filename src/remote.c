@@ -509,6 +509,8 @@ void hak_free_slow(void *p, const char *call)
     if (HAK_UNLIKELY(hak_profile_on))
         hak_profile_free(p, s);             /* before anyone can have p again */
     if (s == NULL) {
+        if (hak_check_mode)
+            hak_check_huge_freeing(p, call);
         hak_huge_free(p, call);
         return;
     }

@@ -464,7 +464,12 @@ HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
 HAK_HIDDEN void *hak_check_release(void);
 HAK_HIDDEN void hak_check_flush(void);      /* remote.c: every held block freed */
-HAK_HIDDEN void hak_check_heap(void);
+HAK_HIDDEN void hak_check_heap(const char *call);
+/* A Huge block p being freed or moved: its guard must be intact. */
+HAK_HIDDEN void hak_check_huge_freeing(void *p, const char *call);
+/* free_sized and free_aligned_sized (align 0: none): n must be the size
+ * asked for, and p aligned as asked. */
+HAK_HIDDEN void hak_check_sized(void *p, size_t n, size_t align, const char *call);
 HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
@@ -565,6 +570,8 @@ HAK_HIDDEN void   hak_huge_free(void *p, const char *call);
 HAK_HIDDEN size_t hak_huge_usable(const void *p);
 HAK_HIDDEN bool   hak_huge_owns(const void *p);
 HAK_HIDDEN bool   hak_huge_extent(const void *p, char **user, size_t *asked);
+HAK_HIDDEN size_t hak_huge_asked(const void *p);
+HAK_HIDDEN void   hak_huge_set_asked(void *p, size_t n);
 HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
 HAK_HIDDEN size_t hak_huge_cache_cap(void);     /* the learned capacity, bytes */
 

@@ -345,6 +345,35 @@ static void c_zero_next(int fd)
     free(launder(p + 16));
 }
 
+void free_sized(void *p, size_t n);                 /* C23: glibc 2.36 has no declaration */
+void free_aligned_sized(void *p, size_t a, size_t n);
+static void c_fs_size(int fd)
+{
+    char *p = filled(100);
+    report_ptr(fd, p);
+    free_sized(launder(p), opaque(99));
+}
+static void c_fs_huge(int fd)
+{
+    char *p = filled(8u << 20);
+    report_ptr(fd, p);
+    hak_free_sized(launder(p), opaque((8u << 20) + 1));
+}
+static void c_fas_align(int fd)
+{
+    char *p = aligned_alloc(64, 128);
+    report_ptr(fd, p);
+    free_aligned_sized(launder(p), opaque(48), 128);      /* not a power of two */
+}
+/* An overflow of a block nobody frees, found when the program exits. */
+static void c_exit_corrupt(int fd)
+{
+    char *p = filled(200);
+    report_ptr(fd, p);
+    ((char *)launder(p))[200 + 3] ^= 1;
+    exit(0);
+}
+static void c_of_huge_1(int fd) { overflow(fd, 8u << 20, 0); }
 static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
 static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
 static void c_of_mid_1(int fd) { overflow(fd, 5000, 0); }
@@ -436,6 +465,11 @@ static const struct bad_case bad_cases[] = {
     { "double-free-zero-size", c_zero_df, "free", "double free", NULL, 1 },
     { "realloc-freed-zero-size", c_zero_ra, "realloc", "use after free", NULL, 1 },
     { "free-zero-size-not-handed-out", c_zero_next, "free", "invalid pointer", NULL, 1 },
+    { "free_sized-wrong-size", c_fs_size, "free_sized", "wrong size", NULL, 1 },
+    { "hak_free_sized-wrong-size-huge", c_fs_huge, "hak_free_sized", "wrong size", NULL, 1 },
+    { "free_aligned_sized-wrong-alignment", c_fas_align, "free_aligned_sized", "wrong alignment", NULL, 1 },
+    { "overflow-huge-1", c_of_huge_1, "free", "buffer overflow", NULL, 1 },
+    { "overflow-found-at-exit", c_exit_corrupt, "exit", "heap corruption", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
 
