@@ -125,14 +125,25 @@ void hak_check_carved(void *p, size_t bsize) { guard_set(p, bsize, FREE_N); }
 
 bool hak_check_is_free(void *p, const hak_slab_t *s) { return stored_n(p, s->bsize) == FREE_N; }
 
-/* A block about to be handed out: still free, zero, and linked to another
- * block (or none); otherwise something wrote to it after its free. */
-void hak_check_handed_out(void *p, size_t bsize)
+/* A block about to be handed out from the free list of s: still free and
+ * zero, and linked to nothing or to another free block that such a list
+ * holds (a slab's: its own; a foreign cache's: its class's); otherwise
+ * something wrote to it after its free, and the link it left must not
+ * become the next block handed out. */
+void hak_check_handed_out(void *p, const hak_slab_t *s)
 {
-    void *next = *(void **)p;
+    size_t bsize = s->bsize;
+    char *next = *(char **)p;
     if (!hak_slab_block(p) || !guardable(bsize) || stored_n(p, bsize) != FREE_N ||
-        !guard_intact(p, bsize) || (next != NULL && !hak_slab_block(next)))
+        !guard_intact(p, bsize))
         hak_fatal("malloc", "heap corruption (freed block modified)", p);
+    if (next == NULL)
+        return;
+    const hak_slab_t *home = hak_slab_block(next) ? hak_slab_of(hak_ss_of(next), next) : NULL;
+    if (next == p || home == NULL ||
+        (s->list == HAK_LIST_FOREIGN ? home->cls != s->cls : home != s) ||
+        stored_n(next, bsize) != FREE_N)
+        hak_fatal("malloc", "heap corruption (free list link modified)", p);
 }
 
 static void *zero_alloc(void);

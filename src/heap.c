@@ -439,7 +439,7 @@ void *hak_alloc_class(unsigned cls)
         }
         b = s->free;
         if (hak_check_mode)
-            hak_check_handed_out(b, s->bsize);
+            hak_check_handed_out(b, s);
     }
     s->free = b->next;
     s->used++;

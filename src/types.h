@@ -448,7 +448,7 @@ static inline unsigned hak_slab_guards(const hak_slab_t *s)
     return hak_check_mode && (size_t)(s->end - s->start) >= 2 * (size_t)s->bsize;
 }
 HAK_HIDDEN void hak_check_carved(void *p, size_t bsize);
-HAK_HIDDEN void hak_check_handed_out(void *p, size_t bsize);
+HAK_HIDDEN void hak_check_handed_out(void *p, const hak_slab_t *s);
 HAK_HIDDEN bool hak_check_is_free(void *p, const hak_slab_t *s);   /* a free block of s */
 /* Zero-byte blocks: true if p is one (freed now, or aborts if it is not
  * live); the size of a live one (0), or aborts; whether p is a live one. */

@@ -373,6 +373,22 @@ static void c_exit_corrupt(int fd)
     ((char *)launder(p))[200 + 3] ^= 1;
     exit(0);
 }
+/* A write after free into the link of a block on a free list (malloc_trim
+ * empties the quarantine onto the lists): the link must not be followed,
+ * to a live block or to anywhere else. */
+static void corrupt_link(int fd, int to_live)
+{
+    char *p = filled(64), *q = filled(64), *held = launder(p), here;
+    free(p);
+    malloc_trim(0);
+    report_ptr(fd, held);
+    *(void **)launder(held) = to_live ? (void *)q : (void *)&here;
+    for (int i = 0; i < 100000; i++)
+        (void)launder(malloc(64));
+    _exit(95);
+}
+static void c_link_live(int fd) { corrupt_link(fd, 1); }
+static void c_link_stack(int fd) { corrupt_link(fd, 0); }
 static void c_of_huge_1(int fd) { overflow(fd, 8u << 20, 0); }
 static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
 static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
@@ -469,6 +485,8 @@ static const struct bad_case bad_cases[] = {
     { "hak_free_sized-wrong-size-huge", c_fs_huge, "hak_free_sized", "wrong size", NULL, 1 },
     { "free_aligned_sized-wrong-alignment", c_fas_align, "free_aligned_sized", "wrong alignment", NULL, 1 },
     { "overflow-huge-1", c_of_huge_1, "free", "buffer overflow", NULL, 1 },
+    { "free-list-link-to-live-block", c_link_live, "malloc", "heap corruption (free list link modified)", NULL, 1 },
+    { "free-list-link-to-stack", c_link_stack, "malloc", "heap corruption (free list link modified)", NULL, 1 },
     { "overflow-found-at-exit", c_exit_corrupt, "exit", "heap corruption", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
