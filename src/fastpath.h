@@ -47,7 +47,7 @@ static inline void *hak_malloc_fast(size_t n)
  * by another thread under the heap lock (types.h, Idle owners).  A plain
  * read: that thread writes parked only when no block of s is out, so never
  * while its owner frees one. */
-static inline void hak_slab_free_local(hak_slab_t *s, void *p)
+static inline void hak_slab_free_local(hak_slab_t *s, void *p, const char *call)
 {
     hak_block_t *b = (hak_block_t *)p;
     hak_assert(hak_slab_block_valid(s, p) && s->used > 0);
@@ -55,7 +55,10 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p)
         hak_free_parked(s, b, b, 1);
         return;
     }
-    b->next = s->free;
+    hak_block_t *head = s->free;
+    if (HAK_UNLIKELY(head == b))        /* the block freed last, freed again: */
+        hak_fatal(call, "double free", b);  /* one compare with what is loaded anyway */
+    b->next = head;
     s->free = b;
     if (HAK_UNLIKELY(--s->used == 0))
         hak_free_local_slow(s);
@@ -69,7 +72,7 @@ static inline void hak_free_fast(void *p, const char *call)
         __asm__("" : "+r"(s));   /* one register for s: GCC otherwise computes it twice */
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id) &&
             HAK_LIKELY(hak_slab_boundary(s, p))) {
-            hak_slab_free_local(s, p);
+            hak_slab_free_local(s, p, call);
             return;
         }
         hak_free_slab_slow(s, p, call);

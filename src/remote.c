@@ -477,7 +477,7 @@ static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const cha
     for (;;) {
         uintptr_t o = atomic_load_explicit(&s->owner, memory_order_acquire);
         if (o == hak_heap_id(t)) {
-            hak_slab_free_local(s, b);
+            hak_slab_free_local(s, b, call);
             return;
         }
         if (is_heap(o)) {
@@ -492,7 +492,7 @@ static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const cha
         }
         if (slab_adopt(t, s)) {
             hak_heap_file(t, s);         /* b is out, so s is not released here */
-            hak_slab_free_local(s, b);
+            hak_slab_free_local(s, b, call);
             return;
         }
         if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != HAK_SLAB_ACTIVE)
@@ -542,7 +542,7 @@ void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
     if (hak_slow_mode && !hak_check_mode && is_heap(o) && o == (uintptr_t)t->rec &&
         hak_slab_boundary(s, p)) {
         hak_profile_free(p, s);             /* profiling alone: the fast path's free, then */
-        hak_slab_free_local(s, p);
+        hak_slab_free_local(s, p, call);
         return;
     }
     if (HAK_LIKELY(is_heap(o) && o != (uintptr_t)t->rec) && !hak_check_mode &&

@@ -22,7 +22,7 @@ if [ -f "$folder/bench/security/common.h" ]; then
         bad "security.py failed: ${out:0:300}"
     echo "$out" | grep -q '^| HAKMEM_CHECK | 6/6 | 3 | 3 |$' || bad "HAKMEM_CHECK row: $out"
     echo "$out" | grep -q '^| glibc | 6/6 | 3 | 3 |$' || bad "glibc row: $out"
-    echo "$out" | grep -q '^| HAKMEM | [0-9]/6 | [0-9] | 3 |$' || bad "HAKMEM row: $out"
+    echo "$out" | grep -q '^| HAKMEM | 6/6 | 3 | 3 |$' || bad "HAKMEM row: $out"
     part="double_free and invalid_free_stack at 3 sizes as expected"
 else
     part="no security set at $folder: only the missing-folder message checked"
