@@ -52,8 +52,11 @@ $(BUILD)/libhakmem.so: $(LIB_OBJS)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,-soname,libhakmem.so.$(MAJOR) -o $@ $(LIB_OBJS)
 	ln -sf libhakmem.so $(BUILD)/libhakmem.so.$(MAJOR)   # what programs linked here load
 
-$(BUILD)/libhakmem.a: $(LIB_OBJS)
-	rm -f $@ && ar rcs $@ $(LIB_OBJS)
+# The static library leaves out the checked memcpy/memmove/memset (src/copy.c):
+# with a static C library they would be called back by glibc's own.
+STATIC_OBJS := $(filter-out $(BUILD)/obj/copy.o,$(LIB_OBJS))
+$(BUILD)/libhakmem.a: $(STATIC_OBJS)
+	rm -f $@ && ar rcs $@ $(STATIC_OBJS)
 
 # The hakmem command (tools/hakmem.c): runs a program under the library next
 # to it, or else the one installed in LIBDIR.
@@ -95,7 +98,7 @@ test-debug:
 # Sanitizers: the library without its malloc overrides, so that the
 # sanitizer's own allocator stays in charge of malloc and HAKMEM is reached
 # through the hak_* API.  Unit tests under ASan+UBSan, threaded tests under TSan.
-SAN_SRCS  := $(filter-out src/override.c,$(LIB_SRCS))
+SAN_SRCS  := $(filter-out src/override.c src/copy.c,$(LIB_SRCS))
 SAN_TESTS := test_api test_threads test_remote
 sanitize:
 	@HAKTEST_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"

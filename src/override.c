@@ -1,7 +1,6 @@
 /* The C library's malloc family, each a one-line forwarder to HAKMEM.
  * Preloaded or linked, these definitions take the place of libc's. */
 #define _GNU_SOURCE
-#define HAK_MEM_EXPORTS         /* memcpy, memmove and memset are defined here */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -45,32 +44,6 @@ EXPORT void free_aligned_sized(void *p, size_t a, size_t n)
 }
 EXPORT int malloc_trim(size_t pad) { return hak_trim(pad); }
 
-/* Checked copies: with HAKMEM_CHECK, memcpy, memmove and memset into a
- * HAKMEM block (and memcpy and memmove out of one) must stay within the
- * bytes asked for, or they are reported before they run (snmalloc checks
- * memcpy so).  Otherwise, and for everything else, glibc does the work,
- * through its _chk entry points, which never call back here: a test and a
- * jump more per call.  (Calls glibc makes itself are its own.) */
-EXPORT void *memcpy(void *restrict dst, const void *restrict src, size_t n)
-{
-    if (HAK_UNLIKELY(hak_check_mode))
-        hak_check_copy(dst, src, n, "memcpy");
-    return hak_libc_memcpy(dst, src, n);
-}
-
-EXPORT void *memmove(void *dst, const void *src, size_t n)
-{
-    if (HAK_UNLIKELY(hak_check_mode))
-        hak_check_copy(dst, src, n, "memmove");
-    return hak_libc_memmove(dst, src, n);
-}
-
-EXPORT void *memset(void *dst, int c, size_t n)
-{
-    if (HAK_UNLIKELY(hak_check_mode))
-        hak_check_copy(dst, NULL, n, "memset");
-    return hak_libc_memset(dst, c, n);
-}
 
 EXPORT struct mallinfo2 mallinfo2(void)
 {

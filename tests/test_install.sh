@@ -70,6 +70,14 @@ check_run "pkg-config, shared" "$tmp/pc_shared" 1
 cc "$tmp/prog.c" $(pkg-config --cflags hakmem) -Wl,-Bstatic $(pkg-config --static --libs hakmem) \
     -Wl,-Bdynamic -o "$tmp/pc_static" 2>"$tmp/cc.log" || cat "$tmp/cc.log"
 check_run "pkg-config, static" "$tmp/pc_static" ""
+# Wholly static, the C library too (glibc's libc.a, in libc6-dev).
+if cc -static "$tmp/prog.c" -I"$root/usr/include" "$lib/libhakmem.a" -pthread -o "$tmp/all_static" \
+        2>"$tmp/cc.log"; then
+    out=$(timeout 20 "$tmp/all_static" 2>&1) || bad "-static: status $?: '$out'"
+    [ "${out%% *}" = ok ] || bad "-static: printed '$out'"
+else
+    bad "-static: does not link: $(head -n 3 "$tmp/cc.log")"
+fi
 
 mkdir -p "$tmp/cm"
 cat >"$tmp/cm/CMakeLists.txt" <<'CM'
@@ -92,4 +100,4 @@ make -s uninstall BUILD="$B" DEBUG="${HAKTEST_DEBUG:-0}" PREFIX=/usr DESTDIR="$r
 left=$(find "$root" -type f -o -type l)
 [ -z "$left" ] || bad "make uninstall left: $left"
 [ $fail -eq 0 ] || exit 1
-echo "install: DESTDIR install, SONAME libhakmem.so.$major; pkg-config and CMake, shared and static: ok"
+echo "install: DESTDIR install, SONAME libhakmem.so.$major; pkg-config and CMake, shared and static, and wholly static: ok"

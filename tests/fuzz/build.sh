@@ -29,7 +29,7 @@ fi
 
 SRCS=()
 for f in src/*.c; do
-    [ "$f" = src/override.c ] || SRCS+=("$f")
+    [ "$f" = src/override.c ] || [ "$f" = src/copy.c ] || SRCS+=("$f")
 done
 mkdir -p "$(dirname "$OUT")"
 # Rebuild only when a source is newer than the binary or the flags changed.
