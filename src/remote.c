@@ -559,9 +559,22 @@ static void fork_fixup(hak_slab_t *s, void *arg)
 {
     if (atomic_load(&s->owner) == (uintptr_t)arg)
         return;
-    /* Owned by a thread that does not exist in the child, or by nobody. */
+    /* Owned by a thread that does not exist in the child, or by nobody.
+     * That thread may have stopped inside a malloc, a free or a carve of s,
+     * between its free list and its count (or its bump pointer): both are
+     * set again from the list, which it changes last.  Every block not on
+     * the list is out (in its hands, caches or an inbox: the child cannot
+     * know), so nothing is handed out twice. */
     atomic_store(&s->owner, 0);
-    s->used -= hak_slab_pin(s->list, s->bsize);
+    size_t nfree = 0;
+    char *bump = s->bump;
+    for (hak_block_t *b = s->free; b; b = b->next, nfree++)
+        if ((char *)b + s->bsize > bump)
+            bump = (char *)b + s->bsize;    /* a carve stopped before its bump */
+    s->bump = bump;
+    size_t carved = (size_t)(bump - s->start) / s->bsize;
+    size_t taken = (bump > s->start ? hak_slab_guards(s) : 0) + nfree;
+    s->used = carved > taken ? (uint32_t)(carved - taken) : 0;
     file_ownerless(s);
 }
 
