@@ -337,36 +337,39 @@ static uint64_t *zero_bit(const void *p, uint64_t *mask)
     return NULL;
 }
 
+enum { ZERO_NEVER, ZERO_FREED, ZERO_LIVE };
+
+/* What zero-byte address p is (ZERO_NEVER: no slot handed out), freeing it
+ * first if free_it and it is live. */
+static int zero_state(const void *p, bool free_it)
+{
+    uint64_t mask;
+    hak_lock(&hak_zero_lock);
+    uint64_t *word = zero_bit(p, &mask);
+    int state = word == NULL ? ZERO_NEVER : (*word & mask) ? ZERO_LIVE : ZERO_FREED;
+    if (state == ZERO_LIVE && free_it)
+        *word &= ~mask;
+    hak_unlock(&hak_zero_lock);
+    return state;
+}
+
 /* p is a zero-byte block's address: true, after freeing it if free_it;
  * aborts unless it is live (handed out, not freed). */
 static bool zero_live(const void *p, const char *call, bool free_it)
 {
     if (hak_region_of((uintptr_t)p) != HAK_REGION_ZERO)
         return false;
-    uint64_t mask;
-    hak_lock(&hak_zero_lock);
-    uint64_t *word = zero_bit(p, &mask);
-    bool live = word && (*word & mask);
-    if (live && free_it)
-        *word &= ~mask;
-    hak_unlock(&hak_zero_lock);
-    if (!live)
-        hak_fatal(call, word ? (free_it ? "double free" : "use after free") : "invalid pointer", p);
+    int state = zero_state(p, free_it);
+    if (state != ZERO_LIVE)
+        hak_fatal(call, state == ZERO_FREED ? (free_it ? "double free" : "use after free")
+                                            : "invalid pointer", p);
     return true;
 }
 
 bool hak_check_zero_free(void *p, const char *call) { return zero_live(p, call, true); }
 bool hak_check_zero_live(const void *p, const char *call) { return zero_live(p, call, false); }
 
-bool hak_check_zero_owns(const void *p)
-{
-    uint64_t mask;
-    hak_lock(&hak_zero_lock);
-    uint64_t *word = zero_bit(p, &mask);
-    bool live = word && (*word & mask);
-    hak_unlock(&hak_zero_lock);
-    return live;
-}
+bool hak_check_zero_owns(const void *p) { return zero_state(p, false) == ZERO_LIVE; }
 
 /* ---- checked copies ------------------------------------------------------------------------ */
 /* [p, p + n) is about to be written (or read): if p is in HAKMEM's memory,

@@ -227,7 +227,7 @@ bool hak_os_protect(void *p, size_t size, bool access)
 }
 
 /* The C library's copies, through its _chk entry points (which GCC does
- * not turn back into calls of memcpy: that would be ours, override.c). */
+ * not turn back into calls of memcpy: that would be ours, copy.c). */
 extern void *libc_memcpy_chk(void *, const void *, size_t, size_t) __asm__("__memcpy_chk");
 extern void *libc_memmove_chk(void *, const void *, size_t, size_t) __asm__("__memmove_chk");
 extern void *libc_memset_chk(void *, int, size_t, size_t) __asm__("__memset_chk");

@@ -584,6 +584,15 @@ static bool profile_path(char *out, size_t size, const char *suffix, unsigned se
     return true;
 }
 
+/* The tables mapped (a report before the first sample has them empty). */
+static bool tables_mapped(void)
+{
+    hak_lock(&lock);
+    bool ok = tab_map();
+    hak_unlock(&lock);
+    return ok;
+}
+
 static int dump_to(const char *path)
 {
     int fd = hak_os_open(path, true);
@@ -605,10 +614,7 @@ int hak_profile_dump(const char *path)
     }
     hak_lock(&dump_lock);
     int r = -1;
-    hak_lock(&lock);
-    bool ok = tab_map();
-    hak_unlock(&lock);
-    if (!ok)
+    if (!tables_mapped())
         errno = ENOMEM;
     else if (path == NULL && !profile_path(name, sizeof name, "", ++dump_seq))
         errno = ENAMETOOLONG;
@@ -637,11 +643,8 @@ __attribute__((destructor)) static void profile_at_exit(void)
     if (!hak_profile_on)
         return;
     hak_lock(&dump_lock);
-    hak_lock(&lock);
-    bool ok = tab_map();
-    hak_unlock(&lock);
     int fd = -1;
-    if (!ok || !profile_path(name, sizeof name, "", 0) ||
+    if (!tables_mapped() || !profile_path(name, sizeof name, "", 0) ||
         !profile_path(leaks, sizeof leaks, ".leaks", 0))
         tell_failure("no room for the profile: nothing written to ", hak_option_text(HAK_OPT_PROFILE));
     else if (dump_to(name) != 0)

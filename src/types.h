@@ -85,7 +85,7 @@
 #include <string.h>
 
 /* memcpy, memmove and memset of this library are the checked ones that
- * programs get (override.c).  HAKMEM's own calls, and those GCC makes for
+ * programs get (copy.c).  HAKMEM's own calls, and those GCC makes for
  * it (struct copies, loops), go straight to the C library's (os.c): they
  * write guards and headers that no program may. */
 #ifndef HAK_MEM_EXPORTS
