@@ -438,7 +438,8 @@ void hak_remote_trim(hak_tls_t *t)
 }
 
 /* Block b of slab s, owned by the live heap o, freed by t. */
-static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t o)
+static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t o,
+                         const char *call)
 {
     hak_stat_count(HAK_STAT_REMOTE_FREES);
     hak_heap_rec_t *r = t->rec;
@@ -461,6 +462,8 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
     }
     unsigned c = s->cls;
     hak_slab_t *f = &r->foreign[c];
+    if (HAK_UNLIKELY(f->free == b))     /* the block this thread freed last, as */
+        hak_fatal(call, "double free", b);  /* the owner's free checks its own */
     b->next = f->free;
     f->free = b;
     uint32_t held = ++r->foreign_in[c] - f->used;
@@ -481,7 +484,7 @@ static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const cha
             return;
         }
         if (is_heap(o)) {
-            free_foreign(t, s, b, o);
+            free_foreign(t, s, b, o, call);
             return;
         }
         if (o != 0)                      /* dying: every block of it is free already */
@@ -549,7 +552,7 @@ void hak_free_slab_slow(hak_slab_t *s, void *p, const char *call)
         hak_slab_block_valid(s, p)) {
         if (HAK_UNLIKELY(hak_profile_on))
             hak_profile_free(p, s);
-        free_foreign(t, s, (hak_block_t *)p, o);
+        free_foreign(t, s, (hak_block_t *)p, o, call);
     } else
         hak_free_slow(p, call);
 }

@@ -206,14 +206,72 @@ static void double_free(int fd, size_t n)
     free(launder(q));
 }
 
-/* free(p), free(q), free(p): p is no longer the last block freed. */
-static void c_df_inter(int fd)
+/* free(p), free(q), free(p) with n-byte blocks: p is no longer the last
+ * block freed. */
+static void df_interleaved(int fd, size_t n)
 {
-    char *p = filled(48), *q = filled(48), *held = launder(p);
+    char *p = filled(n), *q = filled(n), *held = launder(p);
     report_ptr(fd, held);
     free(p);
     free(q);
     free(launder(held));
+}
+
+/* free(p), then 1024 blocks of its size allocated and freed (p among them,
+ * or held back by check mode's quarantine), then free(p) again. */
+static void c_df_delayed(int fd)
+{
+    char *p = filled(48), *held = launder(p);
+    report_ptr(fd, held);
+    free(p);
+    for (int i = 0; i < 1024; i++)
+        free(launder(filled(48)));
+    free(launder(held));
+}
+
+/* A block freed by the thread that allocated it, then by another thread;
+ * and one freed twice by a thread that did not allocate it, so that both
+ * frees take the cross-thread path. */
+static void *free_in_thread(void *p)
+{
+    free(p);
+    return NULL;
+}
+static void free_by_thread(void *p)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_in_thread, p) != 0 || pthread_join(t, NULL) != 0)
+        _exit(95);
+}
+static void c_df_other_thread(int fd)
+{
+    char *p = filled(48), *held = launder(p);
+    report_ptr(fd, held);
+    free(p);
+    free_by_thread(launder(held));
+}
+static void *free_twice_in_thread(void *p)
+{
+    free(p);
+    free(launder(p));
+    return NULL;
+}
+static void c_df_remote_twice(int fd)
+{
+    char *p = filled(48);
+    report_ptr(fd, p);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_twice_in_thread, p) != 0 || pthread_join(t, NULL) != 0)
+        _exit(95);
+}
+
+/* 4 KiB past a 16-byte block: a block of the same slab that was carved but
+ * never handed out (the security set's invalid_free_close). */
+static void c_free_never_out(int fd)
+{
+    char *p = filled(16);
+    report_ptr(fd, p + 4096);
+    free(launder(p + 4096));
 }
 
 static void free_at(int fd, size_t n, size_t offset)
@@ -409,6 +467,8 @@ static void c_uf_mid_32(int fd) { underflow(fd, 5000, 32); }
 static void c_df_tiny(int fd) { double_free(fd, 48); }
 static void c_df_mid(int fd) { double_free(fd, 5000); }
 static void c_df_large(int fd) { double_free(fd, 100000); }
+static void c_df_inter_tiny(int fd) { df_interleaved(fd, 48); }
+static void c_df_inter_mid(int fd) { df_interleaved(fd, 5000); }
 static void c_df_huge(int fd) { double_free(fd, 8u << 20); }
 static void c_df_huge_big(int fd) { double_free(fd, 40u << 20); }
 static void c_in_tiny(int fd) { free_at(fd, 64, 16); }
@@ -449,10 +509,17 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    /* the block freed last, freed again: caught in every build */
+    /* the block freed last, freed again (by its owner or by another
+     * thread): caught in every build; any other free of a free block (one
+     * freed before, or carved and never handed out) in check mode */
     { "double-free-tiny", c_df_tiny, "free", "double free", NULL, 0 },
     { "double-free-mid", c_df_mid, "free", "double free", NULL, 0 },
-    { "double-free-interleaved-tiny", c_df_inter, "free", "double free", NULL, 1 },
+    { "double-free-interleaved-tiny", c_df_inter_tiny, "free", "double free", NULL, 1 },
+    { "double-free-interleaved-mid", c_df_inter_mid, "free", "double free", NULL, 1 },
+    { "double-free-delayed", c_df_delayed, "free", "double free", NULL, 1 },
+    { "double-free-by-other-thread", c_df_other_thread, "free", "double free", NULL, 1 },
+    { "double-free-remote-twice", c_df_remote_twice, "free", "double free", NULL, 0 },
+    { "free-never-handed-out", c_free_never_out, "free", "double free", NULL, 1 },
     { "double-free-large", c_df_large, "free", "double free", NULL, 0 },
     /* A freed Huge block's mapping is gone (or kept unnamed for reuse). */
     { "double-free-huge", c_df_huge, "free", "invalid pointer", "double free", 0 },
