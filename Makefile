@@ -141,6 +141,14 @@ bench-suite:
 	@python3 scripts/bench_suite.py --folder "$(MIMALLOC_BENCH)" \
 		$(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
 
+# Issue 10's proof: bench/phases under the adaptive layer, a grid of fixed
+# settings (HAKMEM_RETAIN_MS x HAKMEM_HUGE_CACHE_MB, background thread off) and
+# the peers, 3 interleaved rounds; prints the table, draws docs/phases.svg (~5 min;
+# BENCH_ARGS="--seed 45 --rounds 5").
+.PHONY: phases-grid
+phases-grid: lib benches
+	@python3 scripts/phases_grid.py --svg docs/phases.svg $(BENCH_ARGS)
+
 # The standard security set (MIMALLOC_BENCH/bench/security): 37 programs at
 # three block sizes, each committing one memory error, under HAKMEM,
 # HAKMEM_CHECK=1 and glibc; prints how many each catches (~10 s).

@@ -29,7 +29,7 @@ extern "C" {
  * for the library's SONAME, libhakmem.so.MAJOR, and the pkg-config and CMake
  * files). */
 #define HAKMEM_VERSION_MAJOR 0
-#define HAKMEM_VERSION_MINOR 10
+#define HAKMEM_VERSION_MINOR 11
 #define HAKMEM_VERSION_PATCH 0
 #define HAKMEM_VERSION_STR_(x) #x
 #define HAKMEM_VERSION_STR(x) HAKMEM_VERSION_STR_(x)

@@ -27,7 +27,7 @@
  * epochs (a raise is not undone sooner) less the bytes it adds;
  * the best, if it gains, becomes the capacity (at most the bytes in live Huge
  * blocks).  An epoch with no regret that used under half the capacity halves
- * it, down to CACHE_MIN.
+ * it, down to CACHE_MIN.  HAKMEM_HUGE_CACHE_MB fixes the capacity instead.
  */
 #include <errno.h>
 #include <string.h>
@@ -160,10 +160,22 @@ static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_
     return moved;
 }
 
+/* HAKMEM_HUGE_CACHE_MB set: the capacity is that, not learned.  The caller
+ * holds the lock. */
+static bool cache_cap_fixed(void)
+{
+    long mb = hak_option(HAK_OPT_HUGE_CACHE_MB);
+    if (mb > 0)
+        cache_cap = (size_t)mb << 20;
+    return mb > 0;
+}
+
 /* An allocation of need bytes that found reused bytes of a cached mapping
  * (0: none): what it says about the capacity.  The caller holds the lock. */
 static void cache_learn(size_t need, size_t reused)
 {
+    if (cache_cap_fixed())
+        return;
     if (atomic_load_explicit(&hak_bg_state, memory_order_relaxed) != HAK_BG_RUNNING) {
         cache_cap = CACHE_MIN;            /* without the thread nothing unmaps it idle */
         return;
@@ -293,6 +305,7 @@ static bool cache_put(char *h, size_t map_size)
             i++;
         }
     }
+    cache_cap_fixed();
     /* The oldest make room: the newest is the likeliest to be reused. */
     while (cache_n > 0 && (cache_n == CACHE_SLOTS || cache_bytes + map_size > cache_cap)) {
         unsigned old = 0;

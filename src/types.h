@@ -608,6 +608,9 @@ HAK_HIDDEN void hak_init(void);
     X(BACKGROUND, "HAKMEM_BACKGROUND", NUM, 1, 0, 1,                               \
       "1: a background thread returns free memory while the program is idle; "     \
       "0: only allocator calls do")                                                \
+    X(HUGE_CACHE_MB, "HAKMEM_HUGE_CACHE_MB", NUM, 0, 0, 1048576,                   \
+      "MiB of freed Huge mappings kept for reuse (0: learned while the background "\
+      "thread runs, from 64)")                                                     \
     X(STATS, "HAKMEM_STATS", NUM, 0, 0, 2,                                         \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", NUM, 0, 0, 1,                                         \

@@ -16,7 +16,8 @@
  *   g. no deadlock: threads that dlopen/dlclose libraries, fork children
  *      that allocate (starting their own thread), while others churn
  *      enough memory to keep the thread busy; under alarm(30);
- *   h. exit() called by four threads at once, the thread running.
+ *   h. exit() called by four threads at once, the thread running;
+ *   i. HAKMEM_HUGE_CACHE_MB: a fixed Huge cache capacity, never learned.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -253,6 +254,38 @@ static void huge_churn(void)
         free(live[k]);
 }
 
+/* i: HAKMEM_HUGE_CACHE_MB=256 (in a child): the capacity is 256 MiB from the
+ * first free on and never changes, and the cache is used. */
+static int fixed_cache(void)
+{
+    enum { LIVE = 20, ROUNDS = 200 };
+    char *live[LIVE] = { 0 };
+    uint64_t r = 7;
+    long faults = 0;
+    start_background();
+    for (int i = 0; i < ROUNDS; i++) {
+        int k = (int)(xorshift64(&r) % LIVE);
+        size_t n = 5 * MiB + (size_t)(xorshift64(&r) % (20 * MiB));
+        free(live[k]);
+        long f0 = minor_faults();
+        live[k] = malloc(n);
+        memset(live[k], 1, n);
+        faults += minor_faults() - f0;
+    }
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    printf("i. HAKMEM_HUGE_CACHE_MB=256, the same churn, %d replaced: capacity %.0f MiB, %zu changes, "
+           "%zu reuses, %ld page faults\n", ROUNDS, (double)ad.huge_cache_cap / MiB,
+           ad.huge_cache_changes, ad.huge_reused, faults);
+    CHECK(ad.huge_cache_cap == 256 * MiB, "fixed Huge cache capacity %zu", ad.huge_cache_cap);
+    CHECK(ad.huge_cache_changes == 0, "fixed Huge cache capacity changed %zu times",
+          ad.huge_cache_changes);
+    CHECK(ad.huge_reused > ROUNDS / 2, "fixed Huge cache: %zu reuses of %d", ad.huge_reused, ROUNDS);
+    for (int k = 0; k < LIVE; k++)
+        free(live[k]);
+    return test_done("test_background (HAKMEM_HUGE_CACHE_MB=256)");
+}
+
 /* g */
 static volatile int stop_threads;
 
@@ -455,6 +488,8 @@ int main(int argc, char **argv)
         return background_off();
     if (argc > 1 && strcmp(argv[1], "--learn") == 0)
         return learning();
+    if (argc > 1 && strcmp(argv[1], "--fixed-cache") == 0)
+        return fixed_cache();
 
     /* a. small: a few MiB, no thread */
     void *small[64];
@@ -481,5 +516,6 @@ int main(int argc, char **argv)
 
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
+    run_env_child(argv[0], "--fixed-cache", "HAKMEM_HUGE_CACHE_MB=256");
     return test_done("test_background");
 }
