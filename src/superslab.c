@@ -95,7 +95,25 @@ char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_
 #define FULL_PAGES   (~(uint64_t)0)
 
 static hak_lock_t pool_lock;
-static hak_superslab_t *avail_head;       /* SuperSlabs with a free page      */
+/* The pool's record of a SuperSlab, apart from it: the pool walks the
+ * records of the SuperSlabs with free pages for every slab it hands out, and
+ * fields in the headers (4 MiB apart: one cache set, one TLB entry each)
+ * made each step of the walk a miss.  Records are carved from chunks of
+ * their own, never moved or freed, so a SuperSlab keeps its record. */
+typedef struct hak_ss_pool {
+    uint64_t used_pages;            /* bit i: page i belongs to a slab (bit 0: header) */
+    uint64_t dirty_pages;           /* bit i: free page that may still be resident */
+    uint64_t last_free_ms;          /* when a slab of it was last freed          */
+    hak_superslab_t *ss;
+    struct hak_ss_pool *avail_prev, *avail_next; /* SuperSlabs with free pages */
+    uint8_t on_avail;
+    uint8_t empty_dirty;            /* no slab, some pages still resident         */
+} pool_rec_t;
+#define REC_CHUNK 1024              /* records mapped at once */
+
+static pool_rec_t *avail_head;            /* SuperSlabs with a free page      */
+static pool_rec_t *rec_chunk;             /* records not yet given out...     */
+static unsigned rec_chunk_used = REC_CHUNK; /* ... from here                 */
 static hak_superslab_t *all_head;         /* every SuperSlab carved           */
 static unsigned empty_dirty_count;        /* SuperSlabs with empty_dirty set  */
 static size_t slab_pages;                 /* pages in slabs, all SuperSlabs   */
@@ -160,34 +178,34 @@ static int find_run(uint64_t used, unsigned k)
 
 static void avail_add(hak_superslab_t *ss)
 {
-    if (ss->on_avail)
+    if (ss->pool->on_avail)
         return;
-    ss->avail_prev = NULL;
-    ss->avail_next = avail_head;
+    ss->pool->avail_prev = NULL;
+    ss->pool->avail_next = avail_head;
     if (avail_head)
-        avail_head->avail_prev = ss;
-    avail_head = ss;
-    ss->on_avail = 1;
+        avail_head->avail_prev = ss->pool;
+    avail_head = ss->pool;
+    ss->pool->on_avail = 1;
 }
 
 static void avail_remove(hak_superslab_t *ss)
 {
-    if (!ss->on_avail)
+    if (!ss->pool->on_avail)
         return;
-    if (ss->avail_prev)
-        ss->avail_prev->avail_next = ss->avail_next;
+    if (ss->pool->avail_prev)
+        ss->pool->avail_prev->avail_next = ss->pool->avail_next;
     else
-        avail_head = ss->avail_next;
-    if (ss->avail_next)
-        ss->avail_next->avail_prev = ss->avail_prev;
-    ss->on_avail = 0;
+        avail_head = ss->pool->avail_next;
+    if (ss->pool->avail_next)
+        ss->pool->avail_next->avail_prev = ss->pool->avail_prev;
+    ss->pool->on_avail = 0;
 }
 
 static void set_empty_dirty(hak_superslab_t *ss, bool on)
 {
-    if (ss->empty_dirty == on)
+    if (ss->pool->empty_dirty == on)
         return;
-    ss->empty_dirty = on;
+    ss->pool->empty_dirty = on;
     if (on)
         empty_dirty_count++;
     else
@@ -206,7 +224,7 @@ static void committed_add(size_t d)
 /* Purges every dirty page of ss, one madvise per run. */
 static void ss_purge(hak_superslab_t *ss)
 {
-    uint64_t d = ss->dirty_pages;
+    uint64_t d = ss->pool->dirty_pages;
     while (d) {
         unsigned i = (unsigned)__builtin_ctzll(d);
         unsigned n = (unsigned)__builtin_ctzll(~(d >> i));
@@ -217,13 +235,13 @@ static void ss_purge(hak_superslab_t *ss)
         dirty_bytes -= (size_t)n * HAK_PAGE_SIZE;
         committed_add((size_t)0 - n);
     }
-    ss->dirty_pages = 0;
+    ss->pool->dirty_pages = 0;
     set_empty_dirty(ss, false);
     /* An empty SuperSlab's descriptors go too (about a fifth of a GiB's
      * worth of slab pages that stays resident otherwise): they read back as
      * zero, HAK_SLAB_FREE with no owner, as fresh ones do; the pool's own
      * fields after them stay. */
-    if (ss->used_pages == 1)
+    if (ss->pool->used_pages == 1)
         hak_os_purge(ss, sizeof ss->slabs);
 }
 
@@ -280,12 +298,12 @@ static void purge_old(uint64_t now, bool all)
 {
     uint64_t retain = retain_ms();
     last_purge_ms = now;
-    for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
-        if (ss->dirty_pages && (all || now - ss->last_free_ms >= retain)) {
+    for (pool_rec_t *r = avail_head; r; r = r->avail_next)
+        if (r->dirty_pages && (all || now - r->last_free_ms >= retain)) {
             if (all)
-                ss_purge(ss);
+                ss_purge(r->ss);
             else
-                purge_watched(ss, now);
+                purge_watched(r->ss, now);
         }
 }
 
@@ -297,9 +315,9 @@ static void purge_extra_empty(uint64_t now)
     size_t allow = slab_pages * HAK_PAGE_SIZE / 2 / HAK_SS_SIZE;
     if (allow < RETAIN_EMPTY)
         allow = RETAIN_EMPTY;
-    for (hak_superslab_t *ss = avail_head; ss && empty_dirty_count > allow; ss = ss->avail_next)
-        if (ss->empty_dirty)
-            purge_watched(ss, now);
+    for (pool_rec_t *r = avail_head; r && empty_dirty_count > allow; r = r->avail_next)
+        if (r->empty_dirty)
+            purge_watched(r->ss, now);
 }
 
 static void maybe_purge(uint64_t now)
@@ -330,13 +348,22 @@ static hak_superslab_t *ss_carve(void)
         arena_end = p + size;
         arena_bytes += size;
     }
+    if (rec_chunk_used == REC_CHUNK) {
+        pool_rec_t *c = hak_os_map(REC_CHUNK * sizeof(pool_rec_t), false);
+        if (c == NULL)
+            return NULL;
+        rec_chunk = c;
+        rec_chunk_used = 0;
+    }
     hak_superslab_t *ss = (hak_superslab_t *)arena_next;
     arena_next += HAK_SS_SIZE;
+    ss->pool = &rec_chunk[rec_chunk_used++];
+    ss->pool->ss = ss;
     /* Fresh memory reads as zero: every descriptor is HAK_SLAB_FREE, owner 0. */
     ss->slabs[0].state = HAK_SLAB_HEADER;
     for (unsigned i = 0; i < HAK_SS_PAGES; i++)
         ss->first_page[i] = (uint8_t)i;
-    ss->used_pages = 1;
+    ss->pool->used_pages = 1;
     committed_add(1);
     ss->all_next = all_head;
     all_head = ss;
@@ -380,15 +407,16 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
     hak_lock(&pool_lock);
     /* Free pages still resident first: they cost no page faults and no RSS
      * that other free pages do not already cost. */
-    ss = NULL;
+    pool_rec_t *r = NULL;
     if (dirty_bytes >= (size_t)k * HAK_PAGE_SIZE)
-        for (ss = avail_head; ss; ss = ss->avail_next)
-            if (ss->dirty_pages && (first = find_run(ss->used_pages | ~ss->dirty_pages, k)) >= 0)
+        for (r = avail_head; r; r = r->avail_next)
+            if (r->dirty_pages && (first = find_run(r->used_pages | ~r->dirty_pages, k)) >= 0)
                 break;
-    if (ss == NULL)
-        for (ss = avail_head; ss; ss = ss->avail_next)
-            if ((first = find_run(ss->used_pages, k)) >= 0)
+    if (r == NULL)
+        for (r = avail_head; r; r = r->avail_next)
+            if ((first = find_run(r->used_pages, k)) >= 0)
                 break;
+    ss = r ? r->ss : NULL;
     if (ss == NULL) {
         ss = ss_carve();
         if (ss == NULL) {
@@ -396,24 +424,24 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
             return NULL;
         }
         avail_add(ss);
-        first = find_run(ss->used_pages, k);
+        first = find_run(ss->pool->used_pages, k);
     }
     uint64_t m = run_mask((unsigned)first, k);
     uint64_t now = hak_now_ms();
     last_take_ms = now;
-    size_t clean = (size_t)__builtin_popcountll(m & ~ss->dirty_pages);
+    size_t clean = (size_t)__builtin_popcountll(m & ~ss->pool->dirty_pages);
     set_empty_dirty(ss, false);
-    ss->used_pages |= m;
+    ss->pool->used_pages |= m;
     slab_pages += k;
     hak_stat_raise(HAK_STAT_PEAK_IN_SLABS, slab_pages * HAK_PAGE_SIZE);
     committed_add(clean);
     watch_take(clean, now);
-    bool zeroed = (ss->dirty_pages & m) == 0;
+    bool zeroed = (ss->pool->dirty_pages & m) == 0;
     if (!zeroed) {
-        dirty_bytes -= (size_t)__builtin_popcountll(ss->dirty_pages & m) * HAK_PAGE_SIZE;
-        ss->dirty_pages &= ~m;
+        dirty_bytes -= (size_t)__builtin_popcountll(ss->pool->dirty_pages & m) * HAK_PAGE_SIZE;
+        ss->pool->dirty_pages &= ~m;
     }
-    if (ss->used_pages == FULL_PAGES)
+    if (ss->pool->used_pages == FULL_PAGES)
         avail_remove(ss);
     slab_init(ss, (unsigned)first, cls, owner);
     ss->slabs[first].zeroed = zeroed;
@@ -428,20 +456,20 @@ void hak_pool_slab_free(hak_slab_t *s)
     unsigned first = (unsigned)(s - ss->slabs), k = s->npages;
     uint64_t m = run_mask(first, k);
     hak_lock(&pool_lock);
-    hak_assert(s->state == HAK_SLAB_ACTIVE && (ss->used_pages & m) == m);
+    hak_assert(s->state == HAK_SLAB_ACTIVE && (ss->pool->used_pages & m) == m);
     s->state = HAK_SLAB_FREE;
     s->list = HAK_LIST_NONE;
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
     uint64_t now = hak_now_ms();
-    ss->last_free_ms = now;
-    ss->used_pages &= ~m;
+    ss->pool->last_free_ms = now;
+    ss->pool->used_pages &= ~m;
     slab_pages -= k;
-    ss->dirty_pages |= m;
+    ss->pool->dirty_pages |= m;
     dirty_bytes += (size_t)k * HAK_PAGE_SIZE;
     avail_add(ss);
-    if (ss->used_pages == 1)
+    if (ss->pool->used_pages == 1)
         set_empty_dirty(ss, true);
     purge_extra_empty(now);
     maybe_purge(now);
@@ -459,9 +487,9 @@ uint64_t hak_pool_release(void)
     purge_old(now, false);
     hak_stat_add(HAK_STAT_BG_RELEASED, dirty_before - dirty_bytes);
     uint64_t retain = retain_ms();
-    for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
-        if (ss->dirty_pages && ss->last_free_ms + retain - now < next)
-            next = ss->last_free_ms + retain - now;
+    for (pool_rec_t *r = avail_head; r; r = r->avail_next)
+        if (r->dirty_pages && r->last_free_ms + retain - now < next)
+            next = r->last_free_ms + retain - now;
     hak_unlock(&pool_lock);
     return next;
 }
@@ -488,11 +516,11 @@ void hak_pool_yield_room(size_t bytes)
     }
     size_t goal = dirty_bytes > bytes ? dirty_bytes - bytes : 0;
     while (dirty_bytes > goal) {
-        hak_superslab_t *oldest = NULL;
-        for (hak_superslab_t *ss = avail_head; ss; ss = ss->avail_next)
-            if (ss->dirty_pages && (oldest == NULL || ss->last_free_ms < oldest->last_free_ms))
-                oldest = ss;
-        ss_purge(oldest);
+        pool_rec_t *oldest = NULL;
+        for (pool_rec_t *r = avail_head; r; r = r->avail_next)
+            if (r->dirty_pages && (oldest == NULL || r->last_free_ms < oldest->last_free_ms))
+                oldest = r;
+        ss_purge(oldest->ss);
     }
     hak_unlock(&pool_lock);
 }
@@ -540,8 +568,8 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
     hak_lock(&pool_lock);
     for (hak_superslab_t *ss = all_head; ss; ss = ss->all_next) {
         c += HAK_PAGE_SIZE;   /* header page */
-        c += (size_t)__builtin_popcountll((ss->used_pages | ss->dirty_pages) & ~(uint64_t)1) * HAK_PAGE_SIZE;
-        if (ss->used_pages != 1)
+        c += (size_t)__builtin_popcountll((ss->pool->used_pages | ss->pool->dirty_pages) & ~(uint64_t)1) * HAK_PAGE_SIZE;
+        if (ss->pool->used_pages != 1)
             n_ss++;
         for (unsigned i = 1; i < HAK_SS_PAGES; i++) {
             hak_slab_t *s = &ss->slabs[i];

@@ -254,13 +254,8 @@ typedef struct hak_superslab {
     hak_slab_t slabs[HAK_SS_PAGES]; /* descriptor of the slab starting at page i */
     uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
     /* pool lock: */
-    uint64_t used_pages;            /* bit i: page i belongs to a slab (bit 0: header) */
-    uint64_t dirty_pages;           /* bit i: free page that may still be resident */
-    uint64_t last_free_ms;          /* when a slab of it was last freed          */
-    struct hak_superslab *avail_prev, *avail_next; /* SuperSlabs with free pages */
+    struct hak_ss_pool *pool;       /* the page pool's record of it (superslab.c) */
     struct hak_superslab *all_next; /* every SuperSlab ever carved               */
-    uint8_t on_avail;
-    uint8_t empty_dirty;            /* no slab, some pages still resident         */
 } hak_superslab_t;
 
 _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "header fits page 0");
