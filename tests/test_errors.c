@@ -252,8 +252,9 @@ static void c_df_other_thread(int fd)
 }
 static void *free_twice_in_thread(void *p)
 {
+    void *held = launder(p);
     free(p);
-    free(launder(p));
+    free(launder(held));
     return NULL;
 }
 static void c_df_remote_twice(int fd)
