@@ -239,8 +239,8 @@ static void ss_purge(hak_superslab_t *ss)
     set_empty_dirty(ss, false);
     /* An empty SuperSlab's descriptors go too (about a fifth of a GiB's
      * worth of slab pages that stays resident otherwise): they read back as
-     * zero, HAK_SLAB_FREE with no owner, as fresh ones do; the pool's own
-     * fields after them stay. */
+     * zero, HAK_SLAB_FREE with no owner, as fresh ones do; first_page and
+     * the pointer to the pool's record, after them, stay. */
     if (ss->pool->used_pages == 1)
         hak_os_purge(ss, sizeof ss->slabs);
 }
