@@ -22,11 +22,16 @@
  * allocation had to fault in (the cache had nothing, or a smaller mapping
  * that was grown) are regretted when one of those frees would have served
  * it had the cache held everything freed since (that many bytes: the
- * distance).  After EPOCH allocations each regret's distance is a candidate
- * capacity, scored by the bytes it would have saved over EPOCHS_AHEAD such
- * epochs (a raise is not undone sooner) less the bytes it adds;
- * the best, if it gains, becomes the capacity (at most the bytes in live Huge
- * blocks).  An epoch with no regret that used under half the capacity halves
+ * distance), or when one of the last GHOSTS entries dropped for room would
+ * have (distance: the capacity plus the entries dropped since, it
+ * included): frees whose entries were taken by other blocks meanwhile are
+ * not what a bigger cache would keep, drops are.  After EPOCH allocations
+ * each regret's distance is a candidate capacity, scored by the bytes it
+ * would have saved over EPOCHS_AHEAD such epochs (a raise is not undone
+ * sooner) less the bytes it adds; the best, if it gains, becomes the
+ * capacity (at most twice the most bytes in live Huge blocks during the
+ * epoch: a churn with few Huge blocks live at a time still needs room for
+ * the sizes it cycles through).  An epoch with no regret that used under half the capacity halves
  * it, down to CACHE_MIN.  HAKMEM_HUGE_CACHE_MB fixes the capacity instead.
  */
 #include <errno.h>
@@ -48,10 +53,13 @@ static size_t cache_bytes;
 static size_t cache_cap = CACHE_MIN;
 static size_t ghost[GHOSTS];                /* sizes of the last frees, newest at ghost_next - 1 */
 static unsigned ghost_next;
+static size_t evicted[GHOSTS];              /* sizes of the last entries dropped for room */
+static unsigned evicted_next;
 static struct {
     unsigned allocs, regrets;
     struct { size_t distance, bytes; } regret[EPOCH];
     size_t used;                            /* the most the cache held */
+    size_t peak_live;                       /* the most bytes in live Huge blocks */
 } epoch;
 
 typedef struct {
@@ -187,16 +195,30 @@ static void cache_learn(size_t need, size_t reused)
         distance += g;
         seen = g >= need;
     }
+    if (!(seen && distance > cache_cap) && reused < need) {
+        /* Or an entry dropped for room would have served it: kept by a
+         * capacity that held it and every entry dropped after it. */
+        distance = cache_cap;
+        seen = false;
+        for (unsigned k = 1; k <= GHOSTS && !seen; k++) {
+            size_t g = evicted[(evicted_next - k) % GHOSTS];
+            distance += g;
+            seen = g >= need;
+        }
+    }
     if (seen && distance > cache_cap) {   /* bytes faulted in that it would have saved */
         epoch.regret[epoch.regrets].distance = distance;
         epoch.regret[epoch.regrets++].bytes = need - reused;
     }
+    size_t live = atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed);
+    if (epoch.peak_live < live)
+        epoch.peak_live = live;
     if (++epoch.allocs < EPOCH)
         return;
     /* The capacity that saves the most beyond what it adds: each regret's
      * distance is a candidate. */
-    size_t live = atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed);
-    size_t limit = live > CACHE_MIN ? live : CACHE_MIN, best = cache_cap, best_gain = 0;
+    size_t limit = 2 * epoch.peak_live > CACHE_MIN ? 2 * epoch.peak_live : CACHE_MIN;
+    size_t best = cache_cap, best_gain = 0;
     for (unsigned j = 0; j < epoch.regrets; j++) {
         size_t c = epoch.regret[j].distance, saved = 0;
         if (c > limit)
@@ -312,6 +334,7 @@ static bool cache_put(char *h, size_t map_size)
         for (unsigned i = 1; i < cache_n; i++)
             if (cache[i].freed_ms < cache[old].freed_ms)
                 old = i;
+        evicted[evicted_next++ % GHOSTS] = cache[old].map_size;
         cache_drop(old);
     }
     if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= cache_cap) {
