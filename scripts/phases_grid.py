@@ -29,7 +29,6 @@ one that was not used while tuning (42 and 43 were).
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import bench
@@ -73,11 +72,6 @@ def run(cfg, args):
             else:
                 os.environ[k] = v
     return r
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def is_fixed(name):
@@ -154,11 +148,11 @@ def main():
             log("!! %s: no run succeeded" % c[0])
             continue
         rows.append({"name": c[0], "env": c[2], "runs": len(ok),
-                     "seconds": median(r.get("seconds") for r in ok),
-                     "avg_rss_mb": median(r.get("avg_rss_kb") for r in ok) / 1024,
-                     "peak_rss_mb": median(r.get("peak_rss_kb") for r in ok) / 1024,
-                     "faults": median(r.get("faults") for r in ok),
-                     "settle_ms": median(r.get("settle_ms") for r in ok)})
+                     "seconds": bench.median_or_none(r.get("seconds") for r in ok),
+                     "avg_rss_mb": bench.median_or_none(r.get("avg_rss_kb") for r in ok) / 1024,
+                     "peak_rss_mb": bench.median_or_none(r.get("peak_rss_kb") for r in ok) / 1024,
+                     "faults": bench.median_or_none(r.get("faults") for r in ok),
+                     "settle_ms": bench.median_or_none(r.get("settle_ms") for r in ok)})
     # The frontier: configurations (the adaptive layer aside) that no other beats on both axes.
     others = [r for r in rows if r["name"] != "HAKMEM adaptive"]
     frontier = sorted([r for r in others if not any(

@@ -31,8 +31,9 @@
  * sooner) less the bytes it adds; the best, if it gains, becomes the
  * capacity (at most twice the most bytes in live Huge blocks during the
  * epoch: a churn with few Huge blocks live at a time still needs room for
- * the sizes it cycles through).  An epoch with no regret that used under half the capacity halves
- * it, down to CACHE_MIN.  HAKMEM_HUGE_CACHE_MB fixes the capacity instead.
+ * the sizes it cycles through).  An epoch with no regret that used under
+ * half the capacity halves it, down to CACHE_MIN.  HAKMEM_HUGE_CACHE_MB
+ * fixes the capacity instead.
  */
 #include <errno.h>
 #include <string.h>
@@ -178,6 +179,19 @@ static bool cache_cap_fixed(void)
     return mb > 0;
 }
 
+/* Adds to *distance the sizes in ring (newest at next - 1) from the newest
+ * back to the first that holds need, it included; false if none does. */
+static bool ghost_walk(const size_t *ring, unsigned next, size_t need, size_t *distance)
+{
+    for (unsigned k = 1; k <= GHOSTS; k++) {
+        size_t g = ring[(next - k) % GHOSTS];
+        *distance += g;
+        if (g >= need)
+            return true;
+    }
+    return false;
+}
+
 /* An allocation of need bytes that found reused bytes of a cached mapping
  * (0: none): what it says about the capacity.  The caller holds the lock. */
 static void cache_learn(size_t need, size_t reused)
@@ -189,22 +203,12 @@ static void cache_learn(size_t need, size_t reused)
         return;
     }
     size_t distance = 0;
-    bool seen = false;
-    for (unsigned k = 1; k <= GHOSTS && reused < need && !seen; k++) {
-        size_t g = ghost[(ghost_next - k) % GHOSTS];
-        distance += g;
-        seen = g >= need;
-    }
+    bool seen = reused < need && ghost_walk(ghost, ghost_next, need, &distance);
     if (!(seen && distance > cache_cap) && reused < need) {
         /* Or an entry dropped for room would have served it: kept by a
          * capacity that held it and every entry dropped after it. */
         distance = cache_cap;
-        seen = false;
-        for (unsigned k = 1; k <= GHOSTS && !seen; k++) {
-            size_t g = evicted[(evicted_next - k) % GHOSTS];
-            distance += g;
-            seen = g >= need;
-        }
+        seen = ghost_walk(evicted, evicted_next, need, &distance);
     }
     if (seen && distance > cache_cap) {   /* bytes faulted in that it would have saved */
         epoch.regret[epoch.regrets].distance = distance;

@@ -178,27 +178,29 @@ static int find_run(uint64_t used, unsigned k)
 
 static void avail_add(hak_superslab_t *ss)
 {
-    if (ss->pool->on_avail)
+    pool_rec_t *r = ss->pool;
+    if (r->on_avail)
         return;
-    ss->pool->avail_prev = NULL;
-    ss->pool->avail_next = avail_head;
+    r->avail_prev = NULL;
+    r->avail_next = avail_head;
     if (avail_head)
-        avail_head->avail_prev = ss->pool;
-    avail_head = ss->pool;
-    ss->pool->on_avail = 1;
+        avail_head->avail_prev = r;
+    avail_head = r;
+    r->on_avail = 1;
 }
 
 static void avail_remove(hak_superslab_t *ss)
 {
-    if (!ss->pool->on_avail)
+    pool_rec_t *r = ss->pool;
+    if (!r->on_avail)
         return;
-    if (ss->pool->avail_prev)
-        ss->pool->avail_prev->avail_next = ss->pool->avail_next;
+    if (r->avail_prev)
+        r->avail_prev->avail_next = r->avail_next;
     else
-        avail_head = ss->pool->avail_next;
-    if (ss->pool->avail_next)
-        ss->pool->avail_next->avail_prev = ss->pool->avail_prev;
-    ss->pool->on_avail = 0;
+        avail_head = r->avail_next;
+    if (r->avail_next)
+        r->avail_next->avail_prev = r->avail_prev;
+    r->on_avail = 0;
 }
 
 static void set_empty_dirty(hak_superslab_t *ss, bool on)
@@ -416,32 +418,33 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
         for (r = avail_head; r; r = r->avail_next)
             if ((first = find_run(r->used_pages, k)) >= 0)
                 break;
-    ss = r ? r->ss : NULL;
-    if (ss == NULL) {
+    if (r == NULL) {
         ss = ss_carve();
         if (ss == NULL) {
             hak_unlock(&pool_lock);
             return NULL;
         }
         avail_add(ss);
-        first = find_run(ss->pool->used_pages, k);
+        r = ss->pool;
+        first = find_run(r->used_pages, k);
     }
+    ss = r->ss;
     uint64_t m = run_mask((unsigned)first, k);
     uint64_t now = hak_now_ms();
     last_take_ms = now;
-    size_t clean = (size_t)__builtin_popcountll(m & ~ss->pool->dirty_pages);
+    size_t clean = (size_t)__builtin_popcountll(m & ~r->dirty_pages);
     set_empty_dirty(ss, false);
-    ss->pool->used_pages |= m;
+    r->used_pages |= m;
     slab_pages += k;
     hak_stat_raise(HAK_STAT_PEAK_IN_SLABS, slab_pages * HAK_PAGE_SIZE);
     committed_add(clean);
     watch_take(clean, now);
-    bool zeroed = (ss->pool->dirty_pages & m) == 0;
+    bool zeroed = (r->dirty_pages & m) == 0;
     if (!zeroed) {
-        dirty_bytes -= (size_t)__builtin_popcountll(ss->pool->dirty_pages & m) * HAK_PAGE_SIZE;
-        ss->pool->dirty_pages &= ~m;
+        dirty_bytes -= (size_t)__builtin_popcountll(r->dirty_pages & m) * HAK_PAGE_SIZE;
+        r->dirty_pages &= ~m;
     }
-    if (ss->pool->used_pages == FULL_PAGES)
+    if (r->used_pages == FULL_PAGES)
         avail_remove(ss);
     slab_init(ss, (unsigned)first, cls, owner);
     ss->slabs[first].zeroed = zeroed;
@@ -456,20 +459,21 @@ void hak_pool_slab_free(hak_slab_t *s)
     unsigned first = (unsigned)(s - ss->slabs), k = s->npages;
     uint64_t m = run_mask(first, k);
     hak_lock(&pool_lock);
-    hak_assert(s->state == HAK_SLAB_ACTIVE && (ss->pool->used_pages & m) == m);
+    pool_rec_t *r = ss->pool;
+    hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m);
     s->state = HAK_SLAB_FREE;
     s->list = HAK_LIST_NONE;
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
     uint64_t now = hak_now_ms();
-    ss->pool->last_free_ms = now;
-    ss->pool->used_pages &= ~m;
+    r->last_free_ms = now;
+    r->used_pages &= ~m;
     slab_pages -= k;
-    ss->pool->dirty_pages |= m;
+    r->dirty_pages |= m;
     dirty_bytes += (size_t)k * HAK_PAGE_SIZE;
     avail_add(ss);
-    if (ss->pool->used_pages == 1)
+    if (r->used_pages == 1)
         set_empty_dirty(ss, true);
     purge_extra_empty(now);
     maybe_purge(now);

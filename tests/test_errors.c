@@ -237,10 +237,10 @@ static void *free_in_thread(void *p)
     free(p);
     return NULL;
 }
-static void free_by_thread(void *p)
+static void run_in_thread(void *(*fn)(void *), void *p)
 {
     pthread_t t;
-    if (pthread_create(&t, NULL, free_in_thread, p) != 0 || pthread_join(t, NULL) != 0)
+    if (pthread_create(&t, NULL, fn, p) != 0 || pthread_join(t, NULL) != 0)
         _exit(95);
 }
 static void c_df_other_thread(int fd)
@@ -248,7 +248,7 @@ static void c_df_other_thread(int fd)
     char *p = filled(48), *held = launder(p);
     report_ptr(fd, held);
     free(p);
-    free_by_thread(launder(held));
+    run_in_thread(free_in_thread, launder(held));
 }
 static void *free_twice_in_thread(void *p)
 {
@@ -261,9 +261,7 @@ static void c_df_remote_twice(int fd)
 {
     char *p = filled(48);
     report_ptr(fd, p);
-    pthread_t t;
-    if (pthread_create(&t, NULL, free_twice_in_thread, p) != 0 || pthread_join(t, NULL) != 0)
-        _exit(95);
+    run_in_thread(free_twice_in_thread, p);
 }
 
 /* 4 KiB past a 16-byte block: a block of the same slab that was carved but
