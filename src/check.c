@@ -39,11 +39,15 @@
 #define ZERO_SLOTS   (HAK_SS_SIZE / ZERO_STRIDE)
 #define ZERO_REGIONS 64
 
-static __thread struct {
+/* Mapped at a thread's first hold, not in TLS: glibc zeroes a library's
+ * static TLS in every thread it creates, check mode or not (32 KiB a thread
+ * doubled Larson's peak RSS, whose exited threads are never joined). */
+typedef struct {
     void *block[QUARANTINE_SLOTS];
     unsigned head, n;                     /* oldest at head */
     size_t bytes;
-} quarantine;
+} quarantine_t;
+static __thread quarantine_t *quarantine;
 
 static uint64_t *trailer_of(void *p, size_t bsize)
 {
@@ -208,7 +212,7 @@ static void *released(void *b)
     hak_slab_t *s = hak_slab_of(hak_ss_of(b), b);
     if (*(void **)b != NULL || stored_n(b, s->bsize) != FREE_N || !guard_intact(b, s->bsize))
         hak_fatal("free", "write after free", b);
-    quarantine.bytes -= s->bsize;
+    quarantine->bytes -= s->bsize;
     return b;
 }
 
@@ -217,26 +221,41 @@ static void *released(void *b)
 void *hak_check_hold(void *p, size_t bsize)
 {
     void *out = NULL;
-    if (quarantine.n == QUARANTINE_SLOTS || quarantine.bytes + bsize > QUARANTINE_BYTES) {
+    quarantine_t *q = quarantine;
+    if (q == NULL && (q = quarantine = hak_os_map(sizeof *q, false)) == NULL)
+        return p;                       /* no memory for one: freed at once */
+    if (q->n == QUARANTINE_SLOTS || q->bytes + bsize > QUARANTINE_BYTES) {
         out = hak_check_release();
         if (out == NULL)
             return p;                   /* bigger than the whole quarantine */
     }
-    quarantine.block[(quarantine.head + quarantine.n) % QUARANTINE_SLOTS] = p;
-    quarantine.n++;
-    quarantine.bytes += bsize;
+    q->block[(q->head + q->n) % QUARANTINE_SLOTS] = p;
+    q->n++;
+    q->bytes += bsize;
     return out;
 }
 
 /* The oldest held block, checked, or NULL if none is held. */
 void *hak_check_release(void)
 {
-    if (quarantine.n == 0)
+    quarantine_t *q = quarantine;
+    if (q == NULL || q->n == 0)
         return NULL;
-    void *b = quarantine.block[quarantine.head];
-    quarantine.head = (quarantine.head + 1) % QUARANTINE_SLOTS;
-    quarantine.n--;
+    void *b = q->block[q->head];
+    q->head = (q->head + 1) % QUARANTINE_SLOTS;
+    q->n--;
     return released(b);
+}
+
+/* At thread exit, once the quarantine is empty (hak_check_flush). */
+void hak_check_thread_exit(void)
+{
+    quarantine_t *q = quarantine;
+    quarantine = NULL;
+    if (q) {
+        hak_assert(q->n == 0);
+        hak_os_unmap(q, sizeof *q);
+    }
 }
 
 /* Every carved block of s: a live block's guard, a free one's zeros. */

@@ -292,8 +292,10 @@ void hak_heap_thread_exit(void *arg)
     hak_heap_rec_t *r = t->rec;
     /* Blocks that came home, then those held for others; both may make this
      * thread adopt a slab, which it then retires with its own. */
-    if (hak_check_mode)
+    if (hak_check_mode) {
         hak_check_flush();          /* the blocks it held back */
+        hak_check_thread_exit();
+    }
     hak_inbox_close(t);
     hak_foreign_ship_all(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {

@@ -458,6 +458,7 @@ HAK_HIDDEN void hak_check_freeing(void *p, const hak_slab_t *s, const char *call
 HAK_HIDDEN size_t hak_check_size(void *p, const hak_slab_t *s);
 HAK_HIDDEN void *hak_check_hold(void *p, size_t bsize);
 HAK_HIDDEN void *hak_check_release(void);
+HAK_HIDDEN void hak_check_thread_exit(void); /* after hak_check_flush: the quarantine unmapped */
 HAK_HIDDEN void hak_check_flush(void);      /* remote.c: every held block freed */
 HAK_HIDDEN void hak_check_heap(const char *call);
 /* A Huge block p being freed or moved: its guard must be intact. */

@@ -10,6 +10,10 @@
  *      purged ones, so reallocating what was just freed faults no page in.
  *   e. sparse slabs drain: a refill passes over slabs with few blocks out,
  *      so those go back to the pool when their last blocks are freed.
+ *   f. threads never joined (as Larson's): each keeps its stack and static
+ *      TLS, which glibc zeroes at creation, so HAKMEM's share of that must
+ *      stay small; 400 such threads that malloc and free a block cost at
+ *      most 16 KiB of RSS each.
  * Standard names (malloc/free/malloc_trim): linked against HAKMEM they are
  * HAKMEM.  Bookkeeping arrays come from mmap so they do not count as heap.
  * RSS is always read right after malloc_trim(0), so the result does not depend
@@ -375,6 +379,37 @@ static void test_sparse_slabs_drain(void)
     CHECK(released == 4, "%zu of 4 sparse slabs released (a refill took the others)", released);
 }
 
+/* ----------------------------------------------------- f. threads never joined */
+
+#define F_THREADS 400
+
+static void *unjoined_thread(void *arg)
+{
+    void *p = malloc(64);
+    free(p);
+    __atomic_add_fetch((int *)arg, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_unjoined_threads(void)
+{
+    static int done;
+    pthread_t th;
+    size_t base = trimmed_rss();
+    for (int i = 0; i < F_THREADS; i++) {
+        int want = i + 1;
+        CHECK(pthread_create(&th, NULL, unjoined_thread, &done) == 0, "pthread_create");
+        while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < want)
+            usleep(100);
+    }
+    usleep(10000);                  /* the last ones past their exit */
+    long long growth = (long long)trimmed_rss() - (long long)base;
+    double per = (double)growth / F_THREADS / 1024;
+    printf("f. %d threads never joined: RSS %+.2f MiB (%.1f KiB a thread)\n", F_THREADS,
+           mibd(growth), per);
+    CHECK(per <= 16, "each thread never joined costs %.1f KiB of RSS (limit 16)", per);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -384,5 +419,6 @@ int main(void)
     test_fragmentation();
     test_resident_first();
     test_sparse_slabs_drain();
+    test_unjoined_threads();
     return test_done("test_rss");
 }
