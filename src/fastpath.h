@@ -59,8 +59,8 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p, const char *call)
     if (HAK_UNLIKELY(head == b))        /* the block freed last, freed again: */
         hak_fatal(call, "double free", b);  /* one compare with what is loaded anyway */
     b->next = head;
-    s->free = b;
-    if (HAK_UNLIKELY(--s->used == 0))
+    __atomic_store_n(&s->free, b, __ATOMIC_RELEASE);   /* another thread may count */
+    if (HAK_UNLIKELY(--s->used == 0))                  /* the list: idle_slab_release */
         hak_free_local_slow(s);
 }
 

@@ -49,7 +49,7 @@ static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
     r->partial_tail[s->cls] = s;
 }
 
-static void partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
+void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
 {
     if (r->partial_tail[s->cls] == s)
         r->partial_tail[s->cls] = s->prev;
@@ -57,26 +57,38 @@ static void partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
 }
 
 /* Takes s off whichever of the owner's lists holds it (the full lists are
- * full_take's). */
+ * full_take's).  The partial lists change under the heap lock, as the full
+ * lists do: another thread may take a partial slab of an idle owner whose
+ * blocks have all come back (remote.c, idle_slab_release). */
 static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
 {
     uint32_t pin = hak_slab_pin(s->list, s->bsize);
     hak_assert(s->list != HAK_LIST_FULL);
     switch (s->list) {
-    case HAK_LIST_CUR:     *hak_cur_slot(t, s->cls) = &hak_empty_slab; break;
-    case HAK_LIST_PARTIAL: partial_remove(t->rec, s); break;
-    default: break;
+    case HAK_LIST_CUR:
+        *hak_cur_slot(t, s->cls) = &hak_empty_slab;
+        s->list = HAK_LIST_NONE;
+        break;
+    case HAK_LIST_PARTIAL:
+        hak_lock(&t->rec->lock);
+        hak_partial_remove(t->rec, s);
+        s->list = HAK_LIST_NONE;
+        hak_unlock(&t->rec->lock);
+        break;
+    default:
+        break;
     }
-    s->list = HAK_LIST_NONE;
     atomic_signal_fence(memory_order_seq_cst);   /* list before used: see the pin */
     s->used -= pin;
 }
 
 static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
 {
+    hak_lock(&t->rec->lock);
     partial_append(t->rec, s);
     s->list = HAK_LIST_PARTIAL;
     hak_slab_check(t, s);
+    hak_unlock(&t->rec->lock);
 }
 
 /* Few of s's blocks are out: left alone, it soon has none and goes back to
@@ -89,17 +101,24 @@ static bool slab_sparse(const hak_slab_t *s)
     return (size_t)s->used * s->bsize * SPARSE_PART < (size_t)(s->end - s->start);
 }
 
-/* The partial slab a refill should take: the head, after sending up to
- * SPARSE_SKIPS sparse ones to the back of the queue (to drain) while a
- * slab is behind them. */
-static hak_slab_t *partial_pick(hak_heap_rec_t *r, unsigned cls)
+/* The partial slab a refill should take, off the list: the head, after
+ * sending up to SPARSE_SKIPS sparse ones to the back of the queue (to
+ * drain) while a slab is behind them (with skip_sparse); or NULL. */
+static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse)
 {
+    hak_heap_rec_t *r = t->rec;
+    hak_lock(&r->lock);
     hak_slab_t *s = r->partial[cls];
-    for (unsigned k = 0; k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
-        partial_remove(r, s);
+    for (unsigned k = 0; skip_sparse && k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
+        hak_partial_remove(r, s);
         partial_append(r, s);
         s = r->partial[cls];
     }
+    if (s) {
+        hak_partial_remove(r, s);
+        s->list = HAK_LIST_NONE;
+    }
+    hak_unlock(&r->lock);
     return s;
 }
 
@@ -303,8 +322,8 @@ void hak_heap_thread_exit(void *arg)
         if (is_slab(*slot))
             slab_retire(t, *slot);
         *slot = &hak_empty_slab;
-        while (r->partial[c])
-            slab_retire(t, r->partial[c]);
+        for (hak_slab_t *s; (s = partial_take(t, c, false)) != NULL;)
+            slab_retire(t, s);
         for (hak_slab_t *s; (s = full_take(t, c, NULL)) != NULL;)
             slab_retire(t, s);
     }
@@ -400,8 +419,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             return s;
         }
     }
-    while ((s = partial_pick(r, cls)) != NULL) {
-        slab_unlink(t, s);
+    while ((s = partial_take(t, cls, true)) != NULL) {
         if (slab_ready_or_park(t, s)) {
             make_cur(t, s);
             return s;
@@ -501,6 +519,34 @@ static int release_if_empty(hak_tls_t *t, hak_slab_t *s)
     return 1;
 }
 
+/* The partial slabs of class cls with nothing out go to the pool; drained
+ * under the heap lock, while they are on the list (see slab_unlink). */
+static int partial_release_empty(hak_tls_t *t, unsigned cls)
+{
+    hak_heap_rec_t *r = t->rec;
+    hak_slab_t *empty = NULL;
+    hak_lock(&r->lock);
+    for (hak_slab_t *s = r->partial[cls], *next; s; s = next) {
+        next = s->next;
+        hak_slab_drain(s);
+        if (s->used == 0) {
+            hak_partial_remove(r, s);
+            s->list = HAK_LIST_NONE;
+            s->next = empty;
+            empty = s;
+        }
+    }
+    hak_unlock(&r->lock);
+    int released = empty != NULL;
+    while (empty) {
+        hak_slab_t *s = empty;
+        empty = s->next;
+        s->next = NULL;
+        hak_slab_release(t, s);
+    }
+    return released;
+}
+
 int hak_heap_trim(void)
 {
     hak_tls_t *t = &hak_tls;
@@ -514,11 +560,7 @@ int hak_heap_trim(void)
         hak_slab_t *s = *hak_cur_slot(t, c);
         if (is_slab(s))
             released |= release_if_empty(t, s);
-        for (s = t->rec->partial[c]; s;) {
-            hak_slab_t *next = s->next;
-            released |= release_if_empty(t, s);
-            s = next;
-        }
+        released |= partial_release_empty(t, c);
     }
     return released | hak_abandoned_trim(t);
 }

@@ -102,7 +102,15 @@ static void slab_orphan_to_abandoned(hak_slab_t *s)
     hak_unlock(&hak_own_lock);
 }
 
-static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s, int32_t capacity);
+static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s);
+
+/* The owner's count of s's blocks out, read while the owner may change it:
+ * only to decide whether idle_slab_release, which counts for itself, is
+ * worth its lock (so the sanitizer is told not to watch this read). */
+__attribute__((no_sanitize("thread"))) static int32_t used_hint(const hak_slab_t *s)
+{
+    return (int32_t)*(const volatile uint32_t *)&s->used;
+}
 
 /* Blocks head..tail (n of them) of s onto its remote list: for slabs whose
  * owner is idle, exiting or gone, and for freers without a heap.  Whoever
@@ -115,7 +123,6 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s, int32_t capacity
  * only atomics are read. */
 static void remote_push(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
 {
-    int32_t capacity = (int32_t)((size_t)(s->end - s->start) / s->bsize);
     atomic_fetch_add_explicit(&s->remote_n, (int32_t)n, memory_order_relaxed);
     hak_block_t *old = atomic_load_explicit(&s->remote, memory_order_relaxed);
     do
@@ -125,36 +132,48 @@ static void remote_push(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uin
     uintptr_t o = atomic_load(&s->owner);
     if (o == 0)
         slab_orphan_to_abandoned(s);
-    else if (is_heap(o) && atomic_load_explicit(&s->remote_n, memory_order_relaxed) == capacity &&
-             hak_slab_parked(s))
-        idle_slab_release((hak_heap_rec_t *)o, s, capacity);
+    else if (is_heap(o) && atomic_load_explicit(&s->remote_n, memory_order_relaxed) == used_hint(s))
+        idle_slab_release((hak_heap_rec_t *)o, s);
 }
 
-/* Owner r -> the pool, for a parked slab of r whose blocks are all on its
- * remote list.  Under r's heap lock, s is r's and parked or it is not
- * touched; then its remote list is counted (only pushes change it now, at
- * its head): all blocks there means none is out, so r cannot be writing s
- * (that would take a block of it) and nobody can push to it any more.  The
- * slab keeps adding up until the pool takes it (used = capacity = |remote|),
- * so a fork in between leaves the child an abandoned slab to drain. */
-static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s, int32_t capacity)
+/* Owner r -> the pool, for a parked or partial slab of r whose every block
+ * out is on its remote list.  Under r's heap lock, s is r's and on one of
+ * those lists or it is not touched (r changes them, and drains their
+ * slabs, only under that lock).  Then the blocks neither carved nor free
+ * are counted (the free list may grow at its head meanwhile, by a free of
+ * r's, never shrink: r's malloc takes blocks only from its current slabs),
+ * and the remote list (only pushes change it now, at its head).  If all of
+ * those are on remote, none is out, so r cannot be writing s (its free
+ * would need a block of s) and nobody can push to it any more.  At least
+ * one must be on remote: with none out at all, r's own free is releasing s.
+ * The slab keeps adding up until the pool takes it, so a fork in between
+ * leaves the child an abandoned slab to drain. */
+static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
 {
     hak_lock(&r->lock);
-    if (atomic_load(&s->owner) != (uintptr_t)r || !hak_slab_parked(s)) {
+    if (atomic_load(&s->owner) != (uintptr_t)r ||
+        (s->list != HAK_LIST_FULL && s->list != HAK_LIST_PARTIAL)) {
         hak_unlock(&r->lock);
         return;
     }
-    hak_assert(s->list == HAK_LIST_FULL);
-    int32_t n = 0;
+    hak_assert(hak_slab_parked(s) == (s->list == HAK_LIST_FULL));
+    size_t out = (size_t)(s->bump - s->start) / s->bsize - (s->bump > s->start ? hak_slab_guards(s) : 0);
+    for (hak_block_t *b = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE); b; b = b->next)
+        out--;
+    size_t n = 0;
     for (hak_block_t *b = atomic_load_explicit(&s->remote, memory_order_acquire); b; b = b->next)
         n++;
-    if (n != capacity) {                 /* not yet: a block is still on its way */
+    if (n != out || n == 0) {            /* not yet: a block is still out or on its way */
         hak_unlock(&r->lock);
         return;
     }
-    hak_list_remove(&r->full[s->cls], s);
+    if (s->list == HAK_LIST_FULL) {
+        hak_list_remove(&r->full[s->cls], s);
+        hak_slab_set_parked(s, 0);
+    } else {
+        hak_partial_remove(r, s);
+    }
     s->list = HAK_LIST_NONE;
-    hak_slab_set_parked(s, 0);
     atomic_store(&s->owner, OWNER_DYING);
     hak_unlock(&r->lock);
     hak_stat_add(HAK_STAT_IDLE_SLABS_RELEASED, 1);

@@ -36,12 +36,15 @@
  *
  *     owner goes 0 -> H only under hak_own_lock (adoption) or the pool lock
  *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit);
- *     H -> OWNER_DYING by H, or by any thread for a parked slab of H whose
- *     every block is on remote, under H's heap lock (see Idle owners).
- *   - Parked slabs: H parks and unparks its slabs, and changes the full
- *     lists, only under its heap lock (heap_rec.lock).  H's free reads parked
- *     before it writes the slab and takes the locked slow path when it is
- *     set, so H writes free and used of a parked slab only under that lock.
+ *     H -> OWNER_DYING by H, or by any thread for a parked or partial slab
+ *     of H whose every block out is on remote, under H's heap lock (see
+ *     Idle owners).
+ *   - Parked slabs: H parks and unparks its slabs, and changes the full and
+ *     partial lists, only under its heap lock (heap_rec.lock); it drains a
+ *     slab on one of those lists only under that lock too.  H's free reads
+ *     parked before it writes the slab and takes the locked slow path when
+ *     it is set, so H writes free and used of a parked slab only under that
+ *     lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
  *     slab.free, or out: in the user's hands, in a thread's foreign cache,
  *     in a heap's inbox, or on slab.remote.  With pin = 1 for a current
@@ -66,12 +69,14 @@
  *   - Idle owners: a heap whose inbox has waited IDLE_MS is idle (it does not
  *     allocate: Larson's main thread, a thread blocked in I/O).  Its blocks
  *     then go onto their slabs' remote lists, counted in remote_n, and the
- *     thread whose push makes remote_n equal a parked slab's capacity
+ *     thread whose push makes remote_n equal a parked or partial slab's used
  *     releases the slab to the pool under H's lock.  That is safe without
- *     H's help: every block is on remote, so none is out, so H's free cannot
- *     be touching the slab (it would need a block of it), and H's malloc
- *     never touches a parked slab.  A slab with a block still out stays H's:
- *     H may be freeing that block at that moment, with no lock to see.
+ *     H's help: every block out is on remote, so H's free cannot be touching
+ *     the slab (it would need a block of it; a free that has just lowered
+ *     used has put its block on the free list before), and H's malloc takes
+ *     blocks only from its current slabs.  A slab with a block still out
+ *     stays H's: H may be freeing that block at that moment, with no lock to
+ *     see.  H's current slabs stay too (its malloc pops them without a lock).
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
@@ -472,6 +477,7 @@ HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
 HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
 HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
 HAK_HIDDEN void  hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n);
+HAK_HIDDEN void  hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s);  /* under r's lock */
 HAK_HIDDEN void  hak_heap_thread_exit(void *rec);
 HAK_HIDDEN int   hak_heap_trim(void);
 HAK_HIDDEN void  hak_heap_process_init(void);

@@ -316,6 +316,36 @@ static void test_idle_owner(size_t size, size_t n, size_t keep, size_t whole)
     check_settled(keep ? "idle owner keeping blocks" : "idle owner", before);
 }
 
+/* As test_idle_owner, but the owner first frees every other block itself,
+ * so that its full slabs go back to its partial list: such a slab, whose
+ * other blocks then all come back, is released by the freeing thread too
+ * (the owner may hand out blocks of a partial slab only under its heap
+ * lock, after taking the slab off the list). */
+static void *free_odd_idle_blocks(void *arg)
+{
+    (void)arg;
+    for (size_t i = 1; i < idle_n; i += 2)
+        hak_free(idle_block[i]);
+    return NULL;
+}
+
+static void test_idle_owner_partial(size_t size, size_t n)
+{
+    struct figures before = settle();
+    size_t released = idle_released(), whole = n / (65536 / size);
+    idle_size = size;
+    idle_n = n;
+    fill(idle_block, n, size);
+    for (size_t i = 0; i < n; i += 2)
+        hak_free(idle_block[i]);
+    usleep(50 * 1000);
+    run(free_odd_idle_blocks, NULL);
+    released = idle_released() - released;
+    CHECK(released >= whole, "idle owner %zu B, half freed by itself: %zu of its %zu partial "
+          "slabs released", size, released, whole);
+    check_settled("idle owner with partial slabs", before);
+}
+
 /* The owner frees its half of its blocks while another thread frees the
  * other half, so that frees into parked slabs meet releases of them (under
  * TSan in make sanitize).  Blocks are checked intact before each free. */
@@ -430,6 +460,7 @@ int main(void)
     test_idle_owner(80, IDLE_N, 50, 0);
     test_idle_owner(80, IDLE_N, 0, IDLE_N / (65536 / 80));
     test_idle_owner(200000, 4, 0, 3);
+    test_idle_owner_partial(80, IDLE_N);
     test_idle_owner_frees_too();
     test_ring();
     return test_done("test_remote");
