@@ -101,26 +101,6 @@ static bool slab_sparse(const hak_slab_t *s)
     return (size_t)s->used * s->bsize * SPARSE_PART < (size_t)(s->end - s->start);
 }
 
-/* The partial slab a refill should take, off the list: the head, after
- * sending up to SPARSE_SKIPS sparse ones to the back of the queue (to
- * drain) while a slab is behind them (with skip_sparse); or NULL. */
-static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse)
-{
-    hak_heap_rec_t *r = t->rec;
-    hak_lock(&r->lock);
-    hak_slab_t *s = r->partial[cls];
-    for (unsigned k = 0; skip_sparse && k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
-        hak_partial_remove(r, s);
-        partial_append(r, s);
-        s = r->partial[cls];
-    }
-    if (s) {
-        hak_partial_remove(r, s);
-        s->list = HAK_LIST_NONE;
-    }
-    hak_unlock(&r->lock);
-    return s;
-}
 
 /* ---- blocks in a slab ---------------------------------------------------------- */
 /* Moves the blocks on the slab's remote list onto its free list. */
@@ -192,18 +172,47 @@ static bool slab_ready(hak_slab_t *s)
  * blocks come back through the owner's inbox (or, while the owner is idle
  * or once the slab is ownerless, its remote list), never while nobody
  * looks. */
+static void park_locked(hak_tls_t *t, hak_slab_t *s)
+{
+    hak_list_push(&t->rec->full[s->cls], s);
+    s->list = HAK_LIST_FULL;
+    hak_slab_set_parked(s, 1);
+    hak_slab_check(t, s);
+}
+
 static bool slab_ready_or_park(hak_tls_t *t, hak_slab_t *s)
 {
     if (slab_ready(s))
         return true;
+    hak_lock(&t->rec->lock);
+    park_locked(t, s);
+    hak_unlock(&t->rec->lock);
+    return false;
+}
+
+/* The partial slab a refill should take, off the list: the head, after
+ * sending up to SPARSE_SKIPS sparse ones to the back of the queue (to
+ * drain) while a slab is behind them (with skip_sparse); or NULL.  First,
+ * in the same hold of the lock, parks park (a slab with nothing to give)
+ * unless it is NULL. */
+static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, hak_slab_t *park)
+{
     hak_heap_rec_t *r = t->rec;
     hak_lock(&r->lock);
-    hak_list_push(&r->full[s->cls], s);
-    s->list = HAK_LIST_FULL;
-    hak_slab_set_parked(s, 1);
-    hak_slab_check(t, s);
+    if (park)
+        park_locked(t, park);
+    hak_slab_t *s = r->partial[cls];
+    for (unsigned k = 0; skip_sparse && k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
+        hak_partial_remove(r, s);
+        partial_append(r, s);
+        s = r->partial[cls];
+    }
+    if (s) {
+        hak_partial_remove(r, s);
+        s->list = HAK_LIST_NONE;
+    }
     hak_unlock(&r->lock);
-    return false;
+    return s;
 }
 
 /* Unparks s, which t parked, or with s == NULL the first parked slab of
@@ -322,7 +331,7 @@ void hak_heap_thread_exit(void *arg)
         if (is_slab(*slot))
             slab_retire(t, *slot);
         *slot = &hak_empty_slab;
-        for (hak_slab_t *s; (s = partial_take(t, c, false)) != NULL;)
+        for (hak_slab_t *s; (s = partial_take(t, c, false, NULL)) != NULL;)
             slab_retire(t, s);
         for (hak_slab_t *s; (s = full_take(t, c, NULL)) != NULL;)
             slab_retire(t, s);
@@ -412,18 +421,21 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         hak_foreign_reset(r, cls);
         *slot = s = &hak_empty_slab;
     }
+    hak_slab_t *park = NULL;            /* parked by the next partial_take */
     if (s != &hak_empty_slab) {
         slab_unlink(t, s);
-        if (slab_ready_or_park(t, s)) {
+        if (slab_ready(s)) {
             make_cur(t, s);
             return s;
         }
+        park = s;
     }
-    while ((s = partial_take(t, cls, true)) != NULL) {
-        if (slab_ready_or_park(t, s)) {
+    while ((s = partial_take(t, cls, true, park)) != NULL) {
+        if (slab_ready(s)) {
             make_cur(t, s);
             return s;
         }
+        park = s;
     }
     if (f->free) {
         hak_heap_use_foreign(t, cls);
@@ -494,17 +506,29 @@ void hak_free_local_slow(hak_slab_t *s)
 void hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n)
 {
     hak_tls_t *t = &hak_tls;
-    if (full_take(t, s->cls, s) == NULL)   /* released: all its blocks were free */
+    hak_heap_rec_t *r = t->rec;
+    hak_lock(&r->lock);
+    if (s->list != HAK_LIST_FULL || atomic_load(&s->owner) != hak_heap_id(t)) {
+        hak_unlock(&r->lock);            /* released: all its blocks were free */
         hak_fatal("free", "double free", head);
+    }
+    hak_list_remove(&r->full[s->cls], s);
+    hak_slab_set_parked(s, 0);
     tail->next = s->free;
     s->free = head;
     hak_assert(s->used >= n);
     s->used -= n;
     hak_slab_drain(s);
-    if (s->used == 0)
+    if (s->used == 0) {
+        s->list = HAK_LIST_NONE;
+        hak_unlock(&r->lock);
         hak_slab_release(t, s);
-    else
-        slab_to_partial(t, s);
+        return;
+    }
+    partial_append(r, s);               /* in the same hold of the lock */
+    s->list = HAK_LIST_PARTIAL;
+    hak_slab_check(t, s);
+    hak_unlock(&r->lock);
 }
 
 /* ---- trim ------------------------------------------------------------------------ */
