@@ -39,6 +39,7 @@ static _Atomic int heap_key_ready;
  * made Larson refill every 6 mallocs. */
 static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
 {
+    s->list = HAK_LIST_PARTIAL;
     hak_slab_t *tail = r->partial_tail[s->cls];
     s->next = NULL;
     s->prev = tail;
@@ -54,6 +55,7 @@ void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
     if (r->partial_tail[s->cls] == s)
         r->partial_tail[s->cls] = s->prev;
     hak_list_remove(&r->partial[s->cls], s);
+    s->list = HAK_LIST_NONE;
 }
 
 /* Takes s off whichever of the owner's lists holds it (the full lists are
@@ -72,7 +74,6 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
     case HAK_LIST_PARTIAL:
         hak_lock(&t->rec->lock);
         hak_partial_remove(t->rec, s);
-        s->list = HAK_LIST_NONE;
         hak_unlock(&t->rec->lock);
         break;
     default:
@@ -86,7 +87,6 @@ static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
 {
     hak_lock(&t->rec->lock);
     partial_append(t->rec, s);
-    s->list = HAK_LIST_PARTIAL;
     hak_slab_check(t, s);
     hak_unlock(&t->rec->lock);
 }
@@ -168,7 +168,7 @@ static bool slab_ready(hak_slab_t *s)
     return false;
 }
 
-/* Parks a slab with no blocks on the full list; returns false then.  Its
+/* Parks a slab with no blocks on the full list, under the heap lock.  Its
  * blocks come back through the owner's inbox (or, while the owner is idle
  * or once the slab is ownerless, its remote list), never while nobody
  * looks. */
@@ -180,6 +180,7 @@ static void park_locked(hak_tls_t *t, hak_slab_t *s)
     hak_slab_check(t, s);
 }
 
+/* Makes s ready, or parks it and returns false. */
 static bool slab_ready_or_park(hak_tls_t *t, hak_slab_t *s)
 {
     if (slab_ready(s))
@@ -207,29 +208,28 @@ static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, ha
         partial_append(r, s);
         s = r->partial[cls];
     }
-    if (s) {
+    if (s)
         hak_partial_remove(r, s);
-        s->list = HAK_LIST_NONE;
-    }
     hak_unlock(&r->lock);
     return s;
 }
 
-/* Unparks s, which t parked, or with s == NULL the first parked slab of
- * class cls; returns it off every list, or NULL if there is none (or s is
- * not parked by t after all). */
-static hak_slab_t *full_take(hak_tls_t *t, unsigned cls, hak_slab_t *s)
+/* Takes s, parked by its owner, off the full list: under the heap lock. */
+void hak_full_remove(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    hak_list_remove(&r->full[s->cls], s);
+    s->list = HAK_LIST_NONE;
+    hak_slab_set_parked(s, 0);
+}
+
+/* The first parked slab of class cls, off every list, or NULL. */
+static hak_slab_t *full_take(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
     hak_lock(&r->lock);
-    if (s == NULL)
-        s = r->full[cls];
-    else if (s->list != HAK_LIST_FULL || atomic_load(&s->owner) != hak_heap_id(t))
-        s = NULL;
+    hak_slab_t *s = r->full[cls];
     if (s) {
-        hak_list_remove(&r->full[cls], s);
-        s->list = HAK_LIST_NONE;
-        hak_slab_set_parked(s, 0);
+        hak_full_remove(r, s);
         hak_slab_check(t, s);
     }
     hak_unlock(&r->lock);
@@ -333,7 +333,7 @@ void hak_heap_thread_exit(void *arg)
         *slot = &hak_empty_slab;
         for (hak_slab_t *s; (s = partial_take(t, c, false, NULL)) != NULL;)
             slab_retire(t, s);
-        for (hak_slab_t *s; (s = full_take(t, c, NULL)) != NULL;)
+        for (hak_slab_t *s; (s = full_take(t, c)) != NULL;)
             slab_retire(t, s);
     }
     hak_stat_flush_thread();
@@ -512,21 +512,18 @@ void hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32
         hak_unlock(&r->lock);            /* released: all its blocks were free */
         hak_fatal("free", "double free", head);
     }
-    hak_list_remove(&r->full[s->cls], s);
-    hak_slab_set_parked(s, 0);
+    hak_full_remove(r, s);
     tail->next = s->free;
     s->free = head;
     hak_assert(s->used >= n);
     s->used -= n;
     hak_slab_drain(s);
     if (s->used == 0) {
-        s->list = HAK_LIST_NONE;
         hak_unlock(&r->lock);
         hak_slab_release(t, s);
         return;
     }
     partial_append(r, s);               /* in the same hold of the lock */
-    s->list = HAK_LIST_PARTIAL;
     hak_slab_check(t, s);
     hak_unlock(&r->lock);
 }
@@ -555,7 +552,6 @@ static int partial_release_empty(hak_tls_t *t, unsigned cls)
         hak_slab_drain(s);
         if (s->used == 0) {
             hak_partial_remove(r, s);
-            s->list = HAK_LIST_NONE;
             s->next = empty;
             empty = s;
         }

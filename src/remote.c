@@ -167,13 +167,10 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
         hak_unlock(&r->lock);
         return;
     }
-    if (s->list == HAK_LIST_FULL) {
-        hak_list_remove(&r->full[s->cls], s);
-        hak_slab_set_parked(s, 0);
-    } else {
+    if (s->list == HAK_LIST_FULL)
+        hak_full_remove(r, s);
+    else
         hak_partial_remove(r, s);
-    }
-    s->list = HAK_LIST_NONE;
     atomic_store(&s->owner, OWNER_DYING);
     hak_unlock(&r->lock);
     hak_stat_add(HAK_STAT_IDLE_SLABS_RELEASED, 1);

@@ -477,7 +477,9 @@ HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
 HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
 HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
 HAK_HIDDEN void  hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n);
-HAK_HIDDEN void  hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s);  /* under r's lock */
+/* Off the owner's partial or full list (and unparked), under r's lock. */
+HAK_HIDDEN void  hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s);
+HAK_HIDDEN void  hak_full_remove(hak_heap_rec_t *r, hak_slab_t *s);
 HAK_HIDDEN void  hak_heap_thread_exit(void *rec);
 HAK_HIDDEN int   hak_heap_trim(void);
 HAK_HIDDEN void  hak_heap_process_init(void);
