@@ -10,7 +10,8 @@
  *     [bsize - 8, bsize) trailer: n ^ hak_free_key ^ address
  *
  * A free block is zero up to its trailer, which holds FREE_N, except for its
- * free-list link in its first word while it is on a free list; so the
+ * first two words while it is on a list (the link, and in an inbox its
+ * run's extent: remote.c); so the
  * trailer tells a free block from a live one (a second free, a use after
  * free).  At free and realloc the block's own guard (an overflow of up to
  * GUARD bytes past n, or one that rewrites the trailer) and the guard of the
@@ -32,7 +33,7 @@
 #define FRESH    0xcd                    /* a block just handed out */
 #define FREE_N   ((size_t)1 << 40)       /* no block is this big */
 #define BUSY_N   (FREE_N + 1)            /* its guard or state being rewritten */
-#define FREE_HEAD sizeof(void *)         /* a free block's link */
+#define FREE_HEAD (2 * sizeof(void *))   /* a free block's link and run extent */
 #define QUARANTINE_BYTES ((size_t)4 << 20)
 #define QUARANTINE_SLOTS 4096
 #define ZERO_STRIDE  16                  /* zero-byte blocks: see below */
@@ -186,7 +187,7 @@ size_t hak_check_size(void *p, const hak_slab_t *s)
 
 /* p, a live block of s, is being freed (or moved by realloc): its guard and
  * the guard of the block before it must be intact; then it becomes a free
- * block, all zero (the link too: it is on no list yet). */
+ * block, all zero (its first two words too: it is on no list yet). */
 void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
 {
     size_t b = s->bsize;
@@ -203,7 +204,7 @@ void hak_check_freeing(void *p, const hak_slab_t *s, const char *call)
         hak_fatal(call, "buffer underflow", p);
     }
     guard_set(p, b, FREE_N);
-    *(void **)p = NULL;
+    memset(p, 0, FREE_HEAD);
 }
 
 /* A block leaving the quarantine: its free pattern must be intact. */

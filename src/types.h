@@ -59,8 +59,9 @@
  *     thread hands such blocks out again itself, so a block may move between
  *     threads without going home).  A full cache is shipped: its blocks are
  *     grouped by owner and each group is pushed onto the owner's inbox with
- *     one compare-and-swap; the owner takes its whole inbox with one
- *     exchange in its slow path and frees each block locally.
+ *     one compare-and-swap, in runs of one slab's blocks; the owner takes
+ *     its whole inbox with one exchange in its slow path and frees each
+ *     run locally.
  *   - An inbox is closed (HAK_INBOX_CLOSED) while its thread exits; a push
  *     that finds it closed puts each block on its slab's remote list, which
  *     the exiting owner drains (or, once the slab is ownerless, its

@@ -120,6 +120,53 @@ static void test_ship_home(size_t size)
     check_settled(size <= 1024 ? "ship home (tiny)" : "ship home (mid/large)", before);
 }
 
+/* ---- runs of one slab, broken by blocks handed out between ----------------------- */
+/* Shipments carry runs of one slab's blocks, which the owner takes whole
+ * (remote.c).  A thread frees another's blocks in runs of 1 to 7
+ * alternating between two slabs, hands out blocks from its cache now and
+ * then and frees them again; every block must come back exactly once. */
+#define RUNS_N 4096                      /* 64-byte blocks: several slabs */
+#define RUNS_SIZE 64
+static void *runs_block[RUNS_N];
+
+static void *runs_thread(void *arg)
+{
+    int *bad = arg;
+    size_t lo = 0, hi = RUNS_N / 2, len = 1;
+    for (unsigned round = 1; lo < RUNS_N / 2 || hi < RUNS_N; round++) {
+        for (size_t k = 0; k < len && lo < RUNS_N / 2; k++, lo++) {
+            *bad += !intact(runs_block[lo], lo, RUNS_SIZE);
+            hak_free(runs_block[lo]);
+        }
+        for (size_t k = 0; k < len && hi < RUNS_N; k++, hi++) {
+            *bad += !intact(runs_block[hi], hi, RUNS_SIZE);
+            hak_free(runs_block[hi]);
+        }
+        len = len % 7 + 1;
+        if (round % 3 == 0) {
+            void *again[5];
+            for (size_t j = 0; j < 5; j++) {
+                again[j] = hak_malloc(RUNS_SIZE);
+                CHECK(again[j] != NULL, "runs: malloc");
+                memset(again[j], 0x5a, RUNS_SIZE);
+            }
+            for (size_t j = 0; j < 5; j++)
+                hak_free(again[j]);
+        }
+    }
+    return NULL;
+}
+
+static void test_runs(void)
+{
+    struct figures before = settle();
+    int bad = 0;
+    fill(runs_block, RUNS_N, RUNS_SIZE);
+    run(runs_thread, &bad);
+    CHECK(bad == 0, "runs: %d blocks changed in flight", bad);
+    check_settled("runs", before);
+}
+
 /* ---- trim flushes a live thread's cache ----------------------------------------- */
 static atomic_int trim_stage;
 
@@ -454,6 +501,7 @@ int main(void)
     test_ship_home(64);
     test_ship_home(4000);
     test_ship_home(200000);
+    test_runs();
     test_trim_flushes();
     test_owner_exited();
     test_owner_exits_during_frees();
