@@ -53,8 +53,10 @@ $(BUILD)/libhakmem.so: $(LIB_OBJS)
 	ln -sf libhakmem.so $(BUILD)/libhakmem.so.$(MAJOR)   # what programs linked here load
 
 # The static library leaves out the checked memcpy/memmove/memset (src/copy.c):
-# with a static C library they would be called back by glibc's own.
-STATIC_OBJS := $(filter-out $(BUILD)/obj/copy.o,$(LIB_OBJS))
+# with a static C library they would be called back by glibc's own; and
+# operator new and delete (src/cxx.c), whose failure path needs libstdc++'s
+# after them.
+STATIC_OBJS := $(filter-out $(BUILD)/obj/copy.o $(BUILD)/obj/cxx.o,$(LIB_OBJS))
 $(BUILD)/libhakmem.a: $(STATIC_OBJS)
 	rm -f $@ && ar rcs $@ $(STATIC_OBJS)
 
@@ -98,7 +100,7 @@ test-debug:
 # Sanitizers: the library without its malloc overrides, so that the
 # sanitizer's own allocator stays in charge of malloc and HAKMEM is reached
 # through the hak_* API.  Unit tests under ASan+UBSan, threaded tests under TSan.
-SAN_SRCS  := $(filter-out src/override.c src/copy.c,$(LIB_SRCS))
+SAN_SRCS  := $(filter-out src/override.c src/copy.c src/cxx.c,$(LIB_SRCS))
 SAN_TESTS := test_api test_threads test_remote
 sanitize:
 	@HAKTEST_BUILD=$(BUILD) tests/sanitize.sh "$(CC)" "$(SAN_SRCS)" "$(SAN_TESTS)"

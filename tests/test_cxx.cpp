@@ -2,6 +2,7 @@
 // aligned, nothrow) and the standard containers through std::allocator.
 // hak_owns(p) == 1 on each block proves it came from HAKMEM's malloc.
 #include <array>
+#include <dlfcn.h>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -215,8 +216,25 @@ static void test_containers()
     check_owned("make_unique<array<char,100000>>", up.get(), 100000);
 }
 
+// HAKMEM's own operator new and delete are the ones programs get (not
+// libstdc++'s, which would reach malloc through one more call).
+static void test_operators_are_hakmem()
+{
+    static const char *const names[] = { "_Znwm", "_Znam", "_ZdlPv", "_ZdaPv", "_ZdlPvm",
+                                         "_ZnwmSt11align_val_t", "_ZdlPvSt11align_val_t" };
+    for (const char *name : names) {
+        Dl_info info;
+        void *f = dlsym(RTLD_DEFAULT, name);
+        CHECK(f != nullptr && dladdr(f, &info) != 0 && info.dli_fname != nullptr &&
+              strstr(info.dli_fname, "libhakmem") != nullptr,
+              "%s comes from %s, not libhakmem", name,
+              f && dladdr(f, &info) && info.dli_fname ? info.dli_fname : "nowhere");
+    }
+}
+
 int main()
 {
+    test_operators_are_hakmem();
     test_new_delete();
     test_aligned_new();
     test_containers();
