@@ -69,7 +69,8 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
     switch (s->list) {
     case HAK_LIST_CUR:
         *hak_cur_slot(t, s->cls) = &hak_empty_slab;
-        s->list = HAK_LIST_NONE;
+        /* Without the lock, as an atomic: idle_slab_release may read it. */
+        __atomic_store_n(&s->list, HAK_LIST_NONE, __ATOMIC_RELAXED);
         break;
     case HAK_LIST_PARTIAL:
         hak_lock(&t->rec->lock);
@@ -381,7 +382,7 @@ static void make_cur(hak_tls_t *t, hak_slab_t *s)
 {
     s->used += hak_slab_pin(HAK_LIST_CUR, s->bsize);
     atomic_signal_fence(memory_order_seq_cst);   /* used before list: see the pin */
-    s->list = HAK_LIST_CUR;
+    __atomic_store_n(&s->list, HAK_LIST_CUR, __ATOMIC_RELAXED);  /* as in slab_unlink */
     *hak_cur_slot(t, s->cls) = s;
     hak_slab_check(t, s);
 }

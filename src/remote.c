@@ -194,8 +194,12 @@ static void remote_push(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uin
 static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
 {
     hak_lock(&r->lock);
+    /* list changes between CUR and NONE without the lock (heap.c: the
+     * owner's current slab), so it is read as an atomic; FULL and PARTIAL
+     * are entered and left only under the lock. */
+    uint8_t list = __atomic_load_n(&s->list, __ATOMIC_RELAXED);
     if (atomic_load(&s->owner) != (uintptr_t)r ||
-        (s->list != HAK_LIST_FULL && s->list != HAK_LIST_PARTIAL)) {
+        (list != HAK_LIST_FULL && list != HAK_LIST_PARTIAL)) {
         hak_unlock(&r->lock);
         return;
     }
@@ -344,8 +348,8 @@ static void free_run_local(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, 
     }
     hak_assert(s->used >= n);
     tail->next = s->free;
-    s->free = head;
-    s->used -= n;
+    __atomic_store_n(&s->free, head, __ATOMIC_RELEASE);  /* as the fast path's free: */
+    s->used -= n;                                        /* idle_slab_release reads it */
     if (s->used == 0)
         hak_free_local_slow(s);
 }
