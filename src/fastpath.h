@@ -59,9 +59,14 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p, const char *call)
     if (HAK_UNLIKELY(head == b))        /* the block freed last, freed again: */
         hak_fatal(call, "double free", b);  /* one compare with what is loaded anyway */
     b->next = head;
-    __atomic_store_n(&s->free, b, __ATOMIC_RELEASE);   /* another thread may count */
-    if (HAK_UNLIKELY(--s->used == 0))                  /* the list: idle_slab_release */
-        hak_free_local_slow(s);
+    if (HAK_UNLIKELY(--s->used == 0)) {
+        hak_free_local_slow(s, b);
+        return;
+    }
+    /* b on the list is the last write to s, as a release: once another
+     * thread sees it there, it may count s idle and give s away
+     * (idle_slab_release). */
+    __atomic_store_n(&s->free, b, __ATOMIC_RELEASE);
 }
 
 static inline void hak_free_fast(void *p, const char *call)

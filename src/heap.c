@@ -39,7 +39,7 @@ static _Atomic int heap_key_ready;
  * made Larson refill every 6 mallocs. */
 static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
 {
-    s->list = HAK_LIST_PARTIAL;
+    hak_slab_set_list(s, HAK_LIST_PARTIAL);
     hak_slab_t *tail = r->partial_tail[s->cls];
     s->next = NULL;
     s->prev = tail;
@@ -55,7 +55,7 @@ void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
     if (r->partial_tail[s->cls] == s)
         r->partial_tail[s->cls] = s->prev;
     hak_list_remove(&r->partial[s->cls], s);
-    s->list = HAK_LIST_NONE;
+    hak_slab_set_list(s, HAK_LIST_NONE);
 }
 
 /* Takes s off whichever of the owner's lists holds it (the full lists are
@@ -69,8 +69,7 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
     switch (s->list) {
     case HAK_LIST_CUR:
         *hak_cur_slot(t, s->cls) = &hak_empty_slab;
-        /* Without the lock, as an atomic: idle_slab_release may read it. */
-        __atomic_store_n(&s->list, HAK_LIST_NONE, __ATOMIC_RELAXED);
+        hak_slab_set_list(s, HAK_LIST_NONE);      /* without the lock: types.h */
         break;
     case HAK_LIST_PARTIAL:
         hak_lock(&t->rec->lock);
@@ -176,7 +175,7 @@ static bool slab_ready(hak_slab_t *s)
 static void park_locked(hak_tls_t *t, hak_slab_t *s)
 {
     hak_list_push(&t->rec->full[s->cls], s);
-    s->list = HAK_LIST_FULL;
+    hak_slab_set_list(s, HAK_LIST_FULL);
     hak_slab_set_parked(s, 1);
     hak_slab_check(t, s);
 }
@@ -219,7 +218,7 @@ static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, ha
 void hak_full_remove(hak_heap_rec_t *r, hak_slab_t *s)
 {
     hak_list_remove(&r->full[s->cls], s);
-    s->list = HAK_LIST_NONE;
+    hak_slab_set_list(s, HAK_LIST_NONE);
     hak_slab_set_parked(s, 0);
 }
 
@@ -382,7 +381,7 @@ static void make_cur(hak_tls_t *t, hak_slab_t *s)
 {
     s->used += hak_slab_pin(HAK_LIST_CUR, s->bsize);
     atomic_signal_fence(memory_order_seq_cst);   /* used before list: see the pin */
-    __atomic_store_n(&s->list, HAK_LIST_CUR, __ATOMIC_RELAXED);  /* as in slab_unlink */
+    hak_slab_set_list(s, HAK_LIST_CUR);       /* without the lock: types.h */
     *hak_cur_slot(t, s->cls) = s;
     hak_slab_check(t, s);
 }
@@ -491,11 +490,12 @@ void *hak_alloc_slow(size_t n)
     return hak_alloc_class(hak_class_of(n));
 }
 
-/* After a local free left the slab empty (so not a pinned current slab):
- * nothing of it is out any more. */
-void hak_free_local_slow(hak_slab_t *s)
+/* A local free of head (linked to the rest of s's free list) left s empty,
+ * so not a pinned current slab: nothing of it is out any more. */
+void hak_free_local_slow(hak_slab_t *s, hak_block_t *head)
 {
     hak_tls_t *t = &hak_tls;
+    s->free = head;
     slab_unlink(t, s);
     hak_slab_release(t, s);
 }

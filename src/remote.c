@@ -99,7 +99,7 @@ static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
     if (ok) {
         if (s->list == HAK_LIST_ABANDONED)
             hak_list_remove(&abandoned[s->cls], s);
-        s->list = HAK_LIST_NONE;
+        hak_slab_set_list(s, HAK_LIST_NONE);
         hak_slab_set_parked(s, 0);
         atomic_store(&s->owner, hak_heap_id(t));
     }
@@ -114,10 +114,10 @@ static void file_ownerless(hak_slab_t *s)
     if (s->free || s->bump < s->end || atomic_load(&s->remote)) {
         hak_slab_set_parked(s, 0);
         hak_list_push(&abandoned[s->cls], s);
-        s->list = HAK_LIST_ABANDONED;
+        hak_slab_set_list(s, HAK_LIST_ABANDONED);
     } else {
         hak_slab_set_parked(s, 1);
-        s->list = HAK_LIST_NONE;
+        hak_slab_set_list(s, HAK_LIST_NONE);
     }
 }
 
@@ -194,10 +194,7 @@ static void remote_push(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uin
 static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
 {
     hak_lock(&r->lock);
-    /* list changes between CUR and NONE without the lock (heap.c: the
-     * owner's current slab), so it is read as an atomic; FULL and PARTIAL
-     * are entered and left only under the lock. */
-    uint8_t list = __atomic_load_n(&s->list, __ATOMIC_RELAXED);
+    uint8_t list = __atomic_load_n(&s->list, __ATOMIC_RELAXED);  /* hak_slab_set_list */
     if (atomic_load(&s->owner) != (uintptr_t)r ||
         (list != HAK_LIST_FULL && list != HAK_LIST_PARTIAL)) {
         hak_unlock(&r->lock);
@@ -233,7 +230,7 @@ hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls)
     hak_slab_t *s = abandoned[cls];
     if (s) {
         hak_list_remove(&abandoned[cls], s);
-        s->list = HAK_LIST_NONE;
+        hak_slab_set_list(s, HAK_LIST_NONE);
         hak_slab_set_parked(s, 0);
         atomic_store(&s->owner, hak_heap_id(t));
     }
@@ -252,7 +249,7 @@ int hak_abandoned_trim(hak_tls_t *t)
         hak_slab_t *list = abandoned[c];
         __atomic_store_n(&abandoned[c], NULL, __ATOMIC_RELAXED);
         for (hak_slab_t *s = list; s; s = s->next) {
-            s->list = HAK_LIST_NONE;
+            hak_slab_set_list(s, HAK_LIST_NONE);
             atomic_store(&s->owner, hak_heap_id(t));
         }
         hak_unlock(&hak_own_lock);
@@ -348,10 +345,11 @@ static void free_run_local(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, 
     }
     hak_assert(s->used >= n);
     tail->next = s->free;
-    __atomic_store_n(&s->free, head, __ATOMIC_RELEASE);  /* as the fast path's free: */
-    s->used -= n;                                        /* idle_slab_release reads it */
-    if (s->used == 0)
-        hak_free_local_slow(s);
+    if ((s->used -= n) == 0) {
+        hak_free_local_slow(s, head);
+        return;
+    }
+    __atomic_store_n(&s->free, head, __ATOMIC_RELEASE);  /* the last write, as in the fast path */
 }
 
 static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)

@@ -386,7 +386,7 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->prev = s->next = NULL;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
-    s->list = HAK_LIST_NONE;
+    hak_slab_set_list(s, HAK_LIST_NONE);
     s->npages = (uint8_t)k;
     atomic_store(&s->remote, NULL);
     atomic_store(&s->remote_n, 0);
@@ -462,7 +462,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     pool_rec_t *r = ss->pool;
     hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m);
     s->state = HAK_SLAB_FREE;
-    s->list = HAK_LIST_NONE;
+    hak_slab_set_list(s, HAK_LIST_NONE);
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;

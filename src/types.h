@@ -73,9 +73,9 @@
  *     thread whose push makes remote_n equal a parked or partial slab's used
  *     releases the slab to the pool under H's lock.  That is safe without
  *     H's help: every block out is on remote, so H's free cannot be touching
- *     the slab (it would need a block of it; a free that has just lowered
- *     used has put its block on the free list before), and H's malloc takes
- *     blocks only from its current slabs.  A slab with a block still out
+ *     the slab (it would need a block of it; H's free puts its block on
+ *     the free list as its last write to the slab, a release), and H's
+ *     malloc takes blocks only from its current slabs.  A slab with a block still out
  *     stays H's: H may be freeing that block at that moment, with no lock to
  *     see.  H's current slabs stay too (its malloc pops them without a lock).
  *   - SuperSlab memory and heap records are never unmapped, only purged
@@ -327,6 +327,17 @@ static inline void hak_slab_set_parked(hak_slab_t *s, uint8_t v)
     __atomic_store_n(&s->parked, v, __ATOMIC_RELAXED);
 }
 
+/* list changes under the owner's heap lock, under hak_own_lock (ownerless
+ * slabs), or with no lock (the owner's current slab, CUR <-> NONE); a
+ * thread releasing an idle owner's slab reads it under the owner's heap
+ * lock to see whether it is FULL or PARTIAL, which are entered and left
+ * only under that lock.  So every store is atomic (a plain byte store on
+ * x86), and that read is too. */
+static inline void hak_slab_set_list(hak_slab_t *s, uint8_t list)
+{
+    __atomic_store_n(&s->list, list, __ATOMIC_RELAXED);
+}
+
 /* ---- heaps ------------------------------------------------------------------ */
 /* The shared part of a thread's heap.  Records are recycled, never unmapped:
  * a thread that read a stale owner may still push onto inbox, and the
@@ -476,7 +487,7 @@ HAK_HIDDEN void *hak_alloc_aligned(size_t align, size_t n);
 HAK_HIDDEN void *hak_calloc_impl(size_t count, size_t size);
 HAK_HIDDEN void *hak_realloc_impl(void *p, size_t n, const char *call);
 HAK_HIDDEN size_t hak_usable_impl(const void *p, const char *call);
-HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s);
+HAK_HIDDEN void  hak_free_local_slow(hak_slab_t *s, hak_block_t *head);
 HAK_HIDDEN void  hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32_t n);
 /* Off the owner's partial or full list (and unparked), under r's lock. */
 HAK_HIDDEN void  hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s);
