@@ -32,30 +32,25 @@ static void *next_symbol(const char *name)
 #define NEW_FAILED(name, ...) \
     ((void *(*)())next_symbol(name))(__VA_ARGS__)
 
-static inline void *new_block(size_t n)
-{
-    return hak_malloc_fast(n);
-}
-
 /* operator new(size_t), new[](size_t), and their nothrow forms */
 EXPORT void *_Znwm(size_t n)
 {
-    void *p = new_block(n);
+    void *p = hak_malloc_fast(n);
     return p ? p : NEW_FAILED("_Znwm", n);
 }
 EXPORT void *_Znam(size_t n)
 {
-    void *p = new_block(n);
+    void *p = hak_malloc_fast(n);
     return p ? p : NEW_FAILED("_Znam", n);
 }
 EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t)
 {
-    void *p = new_block(n);
+    void *p = hak_malloc_fast(n);
     return p ? p : NEW_FAILED("_ZnwmRKSt9nothrow_t", n, t);
 }
 EXPORT void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t)
 {
-    void *p = new_block(n);
+    void *p = hak_malloc_fast(n);
     return p ? p : NEW_FAILED("_ZnamRKSt9nothrow_t", n, t);
 }
 

@@ -200,7 +200,7 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
         hak_unlock(&r->lock);
         return;
     }
-    hak_assert(hak_slab_parked(s) == (s->list == HAK_LIST_FULL));
+    hak_assert(hak_slab_parked(s) == (list == HAK_LIST_FULL));
     size_t out = (size_t)(s->bump - s->start) / s->bsize - (s->bump > s->start ? hak_slab_guards(s) : 0);
     for (hak_block_t *b = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE); b; b = b->next)
         out--;
@@ -211,7 +211,7 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
         hak_unlock(&r->lock);
         return;
     }
-    if (s->list == HAK_LIST_FULL)
+    if (list == HAK_LIST_FULL)          /* it cannot have changed: it changes under the lock */
         hak_full_remove(r, s);
     else
         hak_partial_remove(r, s);

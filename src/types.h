@@ -75,9 +75,10 @@
  *     H's help: every block out is on remote, so H's free cannot be touching
  *     the slab (it would need a block of it; H's free puts its block on
  *     the free list as its last write to the slab, a release), and H's
- *     malloc takes blocks only from its current slabs.  A slab with a block still out
- *     stays H's: H may be freeing that block at that moment, with no lock to
- *     see.  H's current slabs stay too (its malloc pops them without a lock).
+ *     malloc takes blocks only from its current slabs.  A slab with a block
+ *     still out stays H's: H may be freeing that block at that moment, with
+ *     no lock to see.  H's current slabs stay too (its malloc pops them
+ *     without a lock).
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
