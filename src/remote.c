@@ -94,8 +94,7 @@ static bool slab_adopt(hak_tls_t *t, hak_slab_t *s)
 {
     bool ok;
     hak_lock(&hak_own_lock);
-    ok = __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE &&
-         atomic_load(&s->owner) == 0;
+    ok = hak_slab_ownerless(s);
     if (ok) {
         if (s->list == HAK_LIST_ABANDONED)
             hak_list_remove(&abandoned[s->cls], s);
@@ -139,8 +138,7 @@ void hak_slab_abandon(hak_slab_t *s)
 static void slab_orphan_to_abandoned(hak_slab_t *s)
 {
     hak_lock(&hak_own_lock);
-    if (atomic_load(&s->owner) == 0 && s->list != HAK_LIST_ABANDONED &&
-        __atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_ACTIVE)
+    if (hak_slab_ownerless(s) && s->list != HAK_LIST_ABANDONED)
         file_ownerless(s);              /* remote is not empty: abandoned list */
     hak_unlock(&hak_own_lock);
 }

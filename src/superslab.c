@@ -393,12 +393,14 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     hak_slab_set_parked(s, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)first;
-    s->state = HAK_SLAB_ACTIVE;
 #ifdef HAK_ASAN
     __asan_poison_memory_region(s->start, (size_t)k * HAK_PAGE_SIZE);
 #endif
-    /* Last: a thread that sees this owner sees an initialised slab. */
+    /* Last the owner, then the state: a thread that sees this owner sees an
+     * initialised slab, and one that sees it ACTIVE sees its owner (not the
+     * 0 it had in the pool: hak_slab_ownerless). */
     atomic_store(&s->owner, owner);
+    __atomic_store_n(&s->state, HAK_SLAB_ACTIVE, __ATOMIC_RELEASE);
 }
 
 hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
@@ -461,7 +463,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     hak_lock(&pool_lock);
     pool_rec_t *r = ss->pool;
     hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m);
-    s->state = HAK_SLAB_FREE;
+    __atomic_store_n(&s->state, HAK_SLAB_FREE, __ATOMIC_RELAXED);  /* read by hak_slab_ownerless */
     hak_slab_set_list(s, HAK_LIST_NONE);
     atomic_store(&s->owner, 0);
     for (unsigned j = first; j < first + k; j++)

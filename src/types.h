@@ -339,6 +339,16 @@ static inline void hak_slab_set_list(hak_slab_t *s, uint8_t list)
     __atomic_store_n(&s->list, list, __ATOMIC_RELAXED);
 }
 
+/* s is ACTIVE and has no owner (abandoned, or parked ownerless).  State is
+ * read first: a thread that pushed onto s may find it back in the pool
+ * (owner 0) and then being handed out again; slab_init stores the owner
+ * before the state, so it is never taken for an ownerless slab then. */
+static inline bool hak_slab_ownerless(const hak_slab_t *s)
+{
+    return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == HAK_SLAB_ACTIVE &&
+           atomic_load(&s->owner) == 0;
+}
+
 /* ---- heaps ------------------------------------------------------------------ */
 /* The shared part of a thread's heap.  Records are recycled, never unmapped:
  * a thread that read a stale owner may still push onto inbox, and the
