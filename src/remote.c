@@ -23,7 +23,6 @@
 #include <string.h>
 #include "fastpath.h"
 
-#define OWNER_DYING    ((uintptr_t)3)   /* slab on its way back to the pool */
 #define REC_ALIGN_MASK ((uintptr_t)63)  /* heap records are 64-byte aligned */
 #define FOREIGN_BYTES  (16 * 1024)      /* a class's foreign cache is shipped beyond this */
 #define FOREIGN_MAX    256              /* ... or beyond this many blocks     */
@@ -213,7 +212,7 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
         hak_full_remove(r, s);
     else
         hak_partial_remove(r, s);
-    atomic_store(&s->owner, OWNER_DYING);
+    atomic_store(&s->owner, HAK_OWNER_DYING);
     hak_unlock(&r->lock);
     hak_stat_add(HAK_STAT_IDLE_SLABS_RELEASED, 1);
     hak_pool_slab_free(s);
@@ -267,13 +266,13 @@ int hak_abandoned_trim(hak_tls_t *t)
     return released;
 }
 
-/* Owner t -> the pool, for a slab with no block out.  OWNER_DYING first, so
+/* Owner t -> the pool, for a slab with no block out.  HAK_OWNER_DYING first, so
  * that a racing second free of one of its blocks is reported. */
 void hak_slab_release(hak_tls_t *t, hak_slab_t *s)
 {
     hak_assert(s->used == 0 && s->list == HAK_LIST_NONE);
     hak_slab_check(t, s);
-    atomic_store(&s->owner, OWNER_DYING);
+    atomic_store(&s->owner, HAK_OWNER_DYING);
     hak_pool_slab_free(s);
 }
 

@@ -402,8 +402,8 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     __asan_poison_memory_region(s->start, (size_t)k * HAK_PAGE_SIZE);
 #endif
     /* Last the owner, then the state: a thread that sees this owner sees an
-     * initialised slab, and one that sees it ACTIVE sees its owner (not the
-     * 0 it had in the pool: hak_slab_ownerless). */
+     * initialised slab, and one that sees it ACTIVE sees its owner, not the
+     * one it had in the pool (hak_slab_ownerless). */
     atomic_store(&s->owner, owner);
     __atomic_store_n(&s->state, HAK_SLAB_ACTIVE, __ATOMIC_RELEASE);
 }
@@ -466,10 +466,10 @@ void hak_pool_slab_free(hak_slab_t *s)
     uint64_t m = run_mask(first, k);
     hak_lock(&pool_lock);
     pool_rec_t *r = ss->pool;
-    hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m);
+    hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m &&
+               atomic_load(&s->owner) == HAK_OWNER_DYING);
     __atomic_store_n(&s->state, HAK_SLAB_FREE, __ATOMIC_RELAXED);  /* read by hak_slab_ownerless */
-    hak_slab_set_list(s, HAK_LIST_NONE);
-    atomic_store(&s->owner, 0);
+    hak_slab_set_list(s, HAK_LIST_NONE);    /* owner stays HAK_OWNER_DYING */
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
     uint64_t now = hak_now_ms();

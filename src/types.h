@@ -23,7 +23,8 @@
  *   - The legal combinations (anything else is a bug):
  *
  *       state   owner         list        parked  what it means
- *       FREE    0             NONE        -       pages in the pool
+ *       FREE    DYING         NONE        -       pages in the pool (owner 0 if
+ *                                                 never used, or purged)
  *       ACTIVE  heap H        CUR         0       H allocates from it (pinned)
  *       ACTIVE  heap H        PARTIAL     0       free or uncarved blocks > 0
  *       ACTIVE  heap H        FULL        1       free = NULL, bump = end
@@ -32,11 +33,11 @@
  *                                                 uncarved or remote)
  *       ACTIVE  0             NONE        1       nothing to give: the next
  *                                                 free into it adopts it
- *       ACTIVE  OWNER_DYING   NONE        -       no block out, on its way to the pool
+ *       ACTIVE  DYING         NONE        -       no block out, on its way to the pool
  *
  *     owner goes 0 -> H only under hak_own_lock (adoption) or the pool lock
  *     (a fresh slab); H -> 0 only by H under hak_own_lock (thread exit);
- *     H -> OWNER_DYING by H, or by any thread for a parked or partial slab
+ *     H -> DYING (HAK_OWNER_DYING) by H, or by any thread for a parked or partial slab
  *     of H whose every block out is on remote, under H's heap lock (see
  *     Idle owners).
  *   - Parked slabs: H parks and unparks its slabs, and changes the full and
@@ -339,10 +340,16 @@ static inline void hak_slab_set_list(hak_slab_t *s, uint8_t list)
     __atomic_store_n(&s->list, list, __ATOMIC_RELAXED);
 }
 
-/* s is ACTIVE and has no owner (abandoned, or parked ownerless).  State is
- * read first: a thread that pushed onto s may find it back in the pool
- * (owner 0) and then being handed out again; slab_init stores the owner
- * before the state, so it is never taken for an ownerless slab then. */
+/* The owner of a slab with no block out, on its way back to the pool or in
+ * it: never 0, so that only an ACTIVE slab nobody owns reads owner 0.
+ * (Descriptors never used, or purged with their empty SuperSlab, read 0
+ * with state FREE.) */
+#define HAK_OWNER_DYING ((uintptr_t)3)
+
+/* s is ACTIVE and has no owner (abandoned, or parked ownerless).  A thread
+ * that pushed onto s may find it released and handed out again meanwhile:
+ * a release keeps owner HAK_OWNER_DYING, and slab_init stores the new owner
+ * before the state (read first here), so neither is taken for ownerless. */
 static inline bool hak_slab_ownerless(const hak_slab_t *s)
 {
     return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == HAK_SLAB_ACTIVE &&
