@@ -29,6 +29,7 @@
 #define FOREIGN_SWITCH 8                /* blocks that make the cache current */
 #define SHIP_SLOTS     8                /* owners one shipment groups at once */
 #define IDLE_MS        20               /* an inbox untaken this long: its owner is idle */
+#define INBOX_BACKLOG  (1024 * 1024)    /* an inbox holding this much: its owner is behind */
 
 hak_lock_t hak_own_lock;                /* abandoned lists; owner 0 -> heap */
 static hak_slab_t *abandoned[HAK_NCLASS];
@@ -290,7 +291,7 @@ static bool owner_idle(hak_heap_rec_t *r)
  * home on its own.  A pusher that finds the owner idle marks it so: other
  * threads then send its blocks home at once instead of handing them out
  * (see free_foreign). */
-static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
+static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail, int64_t bytes)
 {
     hak_heap_rec_t *r = (hak_heap_rec_t *)o;
     hak_block_t *old = atomic_load_explicit(&r->inbox, memory_order_relaxed);
@@ -305,7 +306,7 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
                 hak_slab_t *s = slab_of_block(b);
                 uintptr_t now = atomic_load(&s->owner);
                 if (is_heap(now) && now != o)
-                    inbox_push(now, b, last);   /* adopted by a live thread meanwhile */
+                    inbox_push(now, b, last, (int64_t)n * s->bsize);   /* adopted meanwhile */
                 else
                     remote_push(s, b, last, n); /* o drains it at exit, or it is ownerless */
             }
@@ -316,6 +317,7 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
         tail->next = old;
     } while (!atomic_compare_exchange_weak_explicit(&r->inbox, &old, head, memory_order_release,
                                                     memory_order_relaxed));
+    atomic_fetch_add_explicit(&r->inbox_bytes, bytes, memory_order_relaxed);
     hak_stat_count(HAK_STAT_REMOTE_BATCHES);
 }
 
@@ -325,6 +327,7 @@ static void inbox_push(uintptr_t o, hak_block_t *head, hak_block_t *tail)
 typedef struct {
     uintptr_t owner;
     hak_block_t *head, *tail;
+    int64_t bytes;
 } ship_slot_t;
 
 typedef struct {
@@ -368,7 +371,12 @@ static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
         }
         return;
     }
-    if (atomic_load_explicit(&((hak_heap_rec_t *)o)->idle, memory_order_relaxed)) {
+    hak_heap_rec_t *or = (hak_heap_rec_t *)o;
+    if (atomic_load_explicit(&or->idle, memory_order_relaxed) ||
+        atomic_load_explicit(&or->inbox_bytes, memory_order_relaxed) > INBOX_BACKLOG) {
+        /* An owner that does not take its inbox (idle, or not running):
+         * onto the slab, where the last block home completes it for the
+         * pool, instead of into a backlog no other thread can use. */
         remote_push(s, run->head, run->tail, run->n);
         return;
     }
@@ -376,10 +384,12 @@ static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
     ship_slot_t *k = &slot[(o >> 6) % SHIP_SLOTS];
     if (k->owner != o) {
         if (k->head)
-            inbox_push(k->owner, k->head, k->tail);
+            inbox_push(k->owner, k->head, k->tail, k->bytes);
         k->owner = o;
         k->head = NULL;
+        k->bytes = 0;
     }
+    k->bytes += (int64_t)run->n * s->bsize;
     run->tail->next = k->head;
     if (k->head == NULL)
         k->tail = run->tail;
@@ -391,22 +401,24 @@ static void runs_finish(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
     run_flush(t, run, slot);
     for (unsigned k = 0; k < SHIP_SLOTS; k++)
         if (slot[k].head)
-            inbox_push(slot[k].owner, slot[k].head, slot[k].tail);
+            inbox_push(slot[k].owner, slot[k].head, slot[k].tail, slot[k].bytes);
 }
 
-/* Frees every run of list (an inbox's) as the calling thread: its own
- * slabs' runs locally, the others grouped by owner and pushed to each
- * owner's inbox. */
-static void free_runs(hak_tls_t *t, hak_block_t *list)
+/* Frees every run of list, taken off heap from's inbox, as the calling
+ * thread: its own slabs' runs locally, the others grouped by owner and
+ * pushed to each owner's inbox. */
+static void free_runs(hak_tls_t *t, hak_heap_rec_t *from, hak_block_t *list)
 {
     ship_slot_t slot[SHIP_SLOTS] = { { 0 } };
     slab_run_t run = { 0 };
+    int64_t bytes = 0;
     while (list) {
         hak_block_t *b = list, *tail = run_tail(b);
         uint32_t n = run_len(b);
         list = tail->next;
         hak_slab_t *s = slab_of_block(b);
         run_check(s, b, tail, n);
+        bytes += (int64_t)n * s->bsize;
         if (s != run.slab) {            /* (else the run continues: run.tail->next == b) */
             run_flush(t, &run, slot);
             run.slab = s;
@@ -416,6 +428,7 @@ static void free_runs(hak_tls_t *t, hak_block_t *list)
         run.tail = tail;
         run.n += n;
     }
+    atomic_fetch_sub_explicit(&from->inbox_bytes, bytes, memory_order_relaxed);
     runs_finish(t, &run, slot);
 }
 
@@ -451,7 +464,7 @@ void hak_inbox_take(hak_tls_t *t)
     if (atomic_load_explicit(&r->inbox, memory_order_relaxed) == NULL)
         return;
     atomic_store_explicit(&r->inbox_taken_ms, hak_now_ms(), memory_order_relaxed);
-    free_runs(t, atomic_exchange_explicit(&r->inbox, NULL, memory_order_acquire));
+    free_runs(t, r, atomic_exchange_explicit(&r->inbox, NULL, memory_order_acquire));
 }
 
 /* At thread exit: takes the inbox for the last time and closes it, so that
@@ -460,7 +473,7 @@ void hak_inbox_close(hak_tls_t *t)
 {
     hak_block_t *list = atomic_exchange_explicit(&t->rec->inbox, HAK_INBOX_CLOSED,
                                                  memory_order_acquire);
-    free_runs(t, list == HAK_INBOX_CLOSED ? NULL : list);
+    free_runs(t, t->rec, list == HAK_INBOX_CLOSED ? NULL : list);
 }
 
 /* The blocks in idle heap r's inbox, sent on as t would send them: onto
@@ -473,7 +486,7 @@ static void inbox_reroute(hak_tls_t *t, hak_heap_rec_t *r)
             return;
     } while (!atomic_compare_exchange_weak_explicit(&r->inbox, &list, NULL, memory_order_acquire,
                                                     memory_order_relaxed));
-    free_runs(t, list);
+    free_runs(t, r, list);
 }
 
 void hak_inbox_open(hak_heap_rec_t *r)
@@ -538,7 +551,7 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
     if (HAK_UNLIKELY(r == NULL)) {
         if (!hak_heap_init(t)) {
             run_mark(b, b, 1);
-            inbox_push(o, b, b);        /* no heap (out of memory): straight home */
+            inbox_push(o, b, b, s->bsize);  /* no heap (out of memory): straight home */
             return;
         }
         r = t->rec;

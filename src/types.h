@@ -80,6 +80,11 @@
  *     still out stays H's: H may be freeing that block at that moment, with
  *     no lock to see.  H's current slabs stay too (its malloc pops them
  *     without a lock).
+ *   - Owners behind: a heap whose inbox holds more than INBOX_BACKLOG bytes
+ *     (heap_rec.inbox_bytes) gets its blocks as an idle one does, onto their
+ *     slabs' remote lists, until it takes its inbox: blocks waiting for an
+ *     owner that is not running would otherwise be memory no thread can use
+ *     (xmalloc-test: a third of its peak RSS).
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
@@ -364,6 +369,11 @@ static inline bool hak_slab_ownerless(const hak_slab_t *s)
 typedef struct hak_heap_rec {
     _Atomic(hak_block_t *) inbox;   /* blocks of our slabs freed by others, in batches */
     _Atomic uint64_t inbox_taken_ms;/* when the owner last took a non-empty inbox */
+    _Atomic int64_t inbox_bytes;    /* bytes of blocks pushed onto inbox and not yet
+                                       taken off it: raised after a push, lowered
+                                       after a take, so briefly below 0 at times;
+                                       never reset (a recycled record's pushes and
+                                       takes still pair up) */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
     /* A line of its own: every free of one of our blocks by another thread
      * reads it, and pushes onto inbox must not take it away from them. */
