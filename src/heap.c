@@ -170,7 +170,8 @@ static bool slab_ready(hak_slab_t *s)
 
 /* Parks a slab with no blocks on the full list, under the heap lock.  Its
  * blocks come back through the owner's inbox (or, while the owner is idle
- * or once the slab is ownerless, its remote list), never while nobody
+ * or behind on its inbox, or once the slab is ownerless, its remote list:
+ * the owner's next refill unparks it, unpark_spilled), never while nobody
  * looks. */
 static void park_locked(hak_tls_t *t, hak_slab_t *s)
 {
@@ -212,6 +213,38 @@ static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, ha
         hak_partial_remove(r, s);
     hak_unlock(&r->lock);
     return s;
+}
+
+/* Parked slabs of the classes in mask whose remote lists other threads
+ * filled (this thread was idle or behind on its inbox: remote.c,
+ * spill_push): drained, and back on the partial list or in the pool.
+ * Without this, their free blocks would wait for the push that completes
+ * the slab. */
+static void unpark_spilled(hak_tls_t *t, uint64_t mask)
+{
+    hak_heap_rec_t *r = t->rec;
+    hak_lock(&r->lock);
+    for (unsigned c = 0; mask; c++, mask >>= 1) {
+        if (!(mask & 1))
+            continue;
+        for (hak_slab_t *s = r->full[c], *next; s; s = next) {
+            next = s->next;
+            if (atomic_load_explicit(&s->remote, memory_order_relaxed) == NULL)
+                continue;
+            hak_full_remove(r, s);
+            hak_slab_drain(s);
+            if (s->used == 0) {         /* every block was home: to the pool, unlocked */
+                hak_unlock(&r->lock);
+                hak_slab_release(t, s);
+                hak_lock(&r->lock);
+                next = r->full[c];      /* the list may have changed meanwhile */
+                continue;
+            }
+            partial_append(r, s);
+            hak_slab_check(t, s);
+        }
+    }
+    hak_unlock(&r->lock);
 }
 
 /* Takes s, parked by its owner, off the full list: under the heap lock. */
@@ -413,6 +446,9 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     if (atomic_load_explicit(&r->idle, memory_order_relaxed))
         atomic_store_explicit(&r->idle, 0, memory_order_relaxed);   /* allocating again */
     hak_inbox_take(t);
+    uint64_t spilled = hak_spilled_take(r);
+    if (spilled)
+        unpark_spilled(t, spilled);
     hak_slab_t **slot = hak_cur_slot(t, cls);
     hak_slab_t *s = *slot, *f = &r->foreign[cls];
     if (s->free)

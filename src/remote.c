@@ -352,6 +352,28 @@ static void free_run_local(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, 
     __atomic_store_n(&s->free, head, __ATOMIC_RELEASE);  /* the last write, as in the fast path */
 }
 
+/* Blocks of heap o's slab s onto its remote list instead of o's inbox (o
+ * idle or behind).  A parked slab's remote list is looked at only by the
+ * push that completes it, so o is told which classes to look at (its
+ * refill: hak_spilled_take); cls and parked are read before the push,
+ * after which s may be someone else's. */
+static void spill_push(hak_heap_rec_t *o, hak_slab_t *s, hak_block_t *head, hak_block_t *tail,
+                       uint32_t n)
+{
+    uint64_t bit = (uint64_t)1 << s->cls;
+    bool parked = hak_slab_parked(s);
+    remote_push(s, head, tail, n);
+    if (parked && !(atomic_load_explicit(&o->spilled, memory_order_relaxed) & bit))
+        atomic_fetch_or(&o->spilled, bit);
+}
+
+uint64_t hak_spilled_take(hak_heap_rec_t *r)
+{
+    if (atomic_load_explicit(&r->spilled, memory_order_relaxed) == 0)
+        return 0;
+    return atomic_exchange(&r->spilled, 0);
+}
+
 static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
 {
     hak_slab_t *s = run->slab;
@@ -377,7 +399,7 @@ static void run_flush(hak_tls_t *t, slab_run_t *run, ship_slot_t *slot)
         /* An owner that does not take its inbox (idle, or not running):
          * onto the slab, where the last block home completes it for the
          * pool, instead of into a backlog no other thread can use. */
-        remote_push(s, run->head, run->tail, run->n);
+        spill_push(or, s, run->head, run->tail, run->n);
         return;
     }
     run_mark(run->head, run->tail, run->n);  /* for the owner (runs joined: anew) */
@@ -563,7 +585,7 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
          * go onto their slabs, so that a slab whose blocks have all come
          * back goes to the pool; and so do those left in its inbox. */
         inbox_reroute(t, or);
-        remote_push(s, b, b, 1);
+        spill_push(or, s, b, b, 1);
         return;
     }
     unsigned c = s->cls;

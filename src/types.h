@@ -84,7 +84,9 @@
  *     (heap_rec.inbox_bytes) gets its blocks as an idle one does, onto their
  *     slabs' remote lists, until it takes its inbox: blocks waiting for an
  *     owner that is not running would otherwise be memory no thread can use
- *     (xmalloc-test: a third of its peak RSS).
+ *     (xmalloc-test: a third of its peak RSS).  Pushes onto a parked slab's
+ *     remote list mark its class in heap_rec.spilled; the owner's refill
+ *     drains those classes' parked slabs back onto its partial list.
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
@@ -374,6 +376,9 @@ typedef struct hak_heap_rec {
                                        after a take, so briefly below 0 at times;
                                        never reset (a recycled record's pushes and
                                        takes still pair up) */
+    _Atomic uint64_t spilled;       /* bit c: a push put blocks of class c on a parked
+                                       slab's remote list (the owner idle or behind);
+                                       its refill unparks those slabs */
     struct hak_heap_rec *next_free; /* record free list (record lock)            */
     /* A line of its own: every free of one of our blocks by another thread
      * reads it, and pushes onto inbox must not take it away from them. */
@@ -572,6 +577,7 @@ static inline void hak_list_remove(hak_slab_t **head, hak_slab_t *s)
 HAK_HIDDEN void  hak_free_slow(void *p, const char *call);
 HAK_HIDDEN void  hak_free_slab_slow(hak_slab_t *s, void *p, const char *call);
 HAK_HIDDEN void  hak_inbox_take(hak_tls_t *t);
+HAK_HIDDEN uint64_t hak_spilled_take(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_inbox_close(hak_tls_t *t);
 HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
