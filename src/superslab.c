@@ -16,7 +16,8 @@
  * when one is taken: a program taking slabs after a pause is about to reuse
  * those very pages (resident pages are handed out first), and purging them
  * then had it fault them all back in (rptest at 1 thread: 2560 -> 1990
- * faults, its timed loops 40 -> 30 ms).
+ * faults, its timed loops 40 -> 30 ms).  For the same reason a slab free
+ * counts their age from the end of the last pause (pool_called).
  * Empty SuperSlabs stay dirty up to RETAIN_EMPTY of them, or up to half the
  * bytes in slabs if that is more; one more is purged at once, so a program
  * that frees everything returns near its starting RSS.
@@ -129,6 +130,8 @@ static size_t dirty_bytes;                /* free pages not yet purged        */
 static size_t committed_pages;            /* header, slab and dirty pages     */
 static uint64_t last_purge_ms;
 static uint64_t last_take_ms;             /* when a slab was last handed out   */
+static uint64_t last_call_ms;             /* the last slab handed out or freed */
+static uint64_t resume_ms;                /* the first after a pause: see pool_called */
 
 #define RETAIN_SHIFT_MAX 6                /* retention up to 64 x the setting */
 static unsigned retain_shift;             /* retention = HAKMEM_RETAIN_MS << this */
@@ -301,12 +304,27 @@ static void watch_learn(uint64_t now)
     watch.purged = watch.regretted = 0;
 }
 
-static void purge_old(uint64_t now, bool all)
+/* A slab taken or freed at now.  After a pause of a retention or more (the
+ * program waited, or ran without needing slabs), the slow paths count the
+ * age of free pages from now: the pause was the time to release them (the
+ * background thread's), and a purge as the program comes back is of pages
+ * it is about to reuse (rptest at 1 thread, which holds too little to start
+ * the thread, faulted back after each pause what its first free purged). */
+static void pool_called(uint64_t now)
+{
+    if (now - last_call_ms >= retain_ms())
+        resume_ms = now;
+    last_call_ms = now;
+}
+
+/* Purges the free pages of SuperSlabs that no slab has been freed into for
+ * the retention, counted from since at the earliest (all: every one). */
+static void purge_old(uint64_t now, uint64_t since, bool all)
 {
     uint64_t retain = retain_ms();
     last_purge_ms = now;
     for (pool_rec_t *r = avail_head; r; r = r->avail_next)
-        if (r->dirty_pages && (all || now - r->last_free_ms >= retain)) {
+        if (r->dirty_pages && (all || now - (r->last_free_ms > since ? r->last_free_ms : since) >= retain)) {
             if (all)
                 ss_purge(r->ss);
             else
@@ -332,9 +350,9 @@ static void maybe_purge(uint64_t now)
     if (dirty_bytes == 0)
         return;
     if (dirty_bytes > DIRTY_MAX)
-        purge_old(now, true);
+        purge_old(now, 0, true);
     else if (now - last_purge_ms >= retain_ms() / 2)
-        purge_old(now, false);
+        purge_old(now, resume_ms, false);
 }
 
 /* A SuperSlab from the current arena, reserving a new arena if needed. */
@@ -439,6 +457,7 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
     uint64_t m = run_mask((unsigned)first, k);
     uint64_t now = hak_now_ms();
     last_take_ms = now;
+    pool_called(now);
     size_t clean = (size_t)__builtin_popcountll(m & ~r->dirty_pages);
     set_empty_dirty(ss, false);
     r->used_pages |= m;
@@ -473,6 +492,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
     uint64_t now = hak_now_ms();
+    pool_called(now);
     r->last_free_ms = now;
     r->used_pages &= ~m;
     slab_pages -= k;
@@ -494,7 +514,7 @@ uint64_t hak_pool_release(void)
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
     size_t dirty_before = dirty_bytes;
     watch_learn(now);
-    purge_old(now, false);
+    purge_old(now, 0, false);
     hak_stat_add(HAK_STAT_BG_RELEASED, dirty_before - dirty_bytes);
     uint64_t retain = retain_ms();
     for (pool_rec_t *r = avail_head; r; r = r->avail_next)
@@ -539,7 +559,7 @@ int hak_pool_trim(void)
 {
     hak_lock(&pool_lock);
     size_t before = dirty_bytes;
-    purge_old(hak_now_ms(), true);
+    purge_old(hak_now_ms(), 0, true);
     hak_unlock(&pool_lock);
     return before != 0;
 }

@@ -20,6 +20,10 @@
  *   i. HAKMEM_HUGE_CACHE_MB: a fixed Huge cache capacity, never learned;
  *   j. Large and Huge churn with few Huge blocks live at a time: the Huge
  *      cache's capacity still grows, and page faults fall.
+ *   k. HAKMEM_RETAIN_MS=50, a program too small for the thread: 6 MiB freed,
+ *      a pause of 6 retentions, then slabs taken and freed: those frees do
+ *      not purge the pages the program takes back next (no page faults);
+ *      if it works on without them, they are purged after all.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -469,6 +473,49 @@ static int learning(void)
     return test_done("test_background (learning)");
 }
 
+/* A few slabs of 1 KiB blocks taken, all but the current one freed. */
+static void slabs_taken_and_freed(void **q, int n)
+{
+    for (int i = 0; i < n; i++)
+        q[i] = malloc(1024);
+    for (int i = 0; i < n; i++)
+        free(q[i]);
+}
+
+/* k: run in a child with HAKMEM_RETAIN_MS=50. */
+static int pause_resume(void)
+{
+    enum { TRIGGER = 256 };
+    void *q[TRIGGER];
+    table_init(8 * MiB);                /* 6 MiB of 512-1024-byte blocks: two SuperSlabs */
+    size_t n = fill(6 * MiB, 512, 1024, 5);
+    free_all(n, 5);
+    usleep(300000);                     /* no call: the free pages age 6 retentions */
+    long f0 = minor_faults();
+    slabs_taken_and_freed(q, TRIGGER);
+    n = fill(6 * MiB, 512, 1024, 5);
+    long faults = minor_faults() - f0;
+    free_all(n, 5);
+    /* Paused again, then active without those pages: they still go, a
+     * retention after the pause ended. */
+    usleep(300000);
+    size_t before = rss();
+    for (int i = 0; i < 30; i++) {
+        slabs_taken_and_freed(q, TRIGGER);
+        usleep(10000);
+    }
+    size_t after = rss();
+    printf("k. HAKMEM_RETAIN_MS=50, 6 MiB freed, 300 ms of pause, then taken back: %ld page "
+           "faults, %ld thread(s); freed again, paused, then 300 ms of other work: RSS %.1f -> "
+           "%.1f MiB\n", faults, threads(), (double)before / MiB, (double)after / MiB);
+    CHECK(threads() == 1, "a 6 MiB program has %ld threads", threads());
+    CHECK(faults < (long)(6 * MiB / 4096 / 8), "%ld page faults taking back 6 MiB of free pages "
+          "after a pause: the first frees after it purged them", faults);
+    CHECK(after + MiB < before, "RSS %.1f -> %.1f MiB: free pages kept through 6 retentions of "
+          "work after a pause", (double)before / MiB, (double)after / MiB);
+    return test_done("test_background (pause)");
+}
+
 /* c: the fork child has no thread until it needs one. */
 static void fork_child_burst(void)
 {
@@ -538,6 +585,8 @@ int main(int argc, char **argv)
         return learning();
     if (argc > 1 && strcmp(argv[1], "--fixed-cache") == 0)
         return fixed_cache();
+    if (argc > 1 && strcmp(argv[1], "--pause") == 0)
+        return pause_resume();
 
     /* a. small: a few MiB, no thread */
     void *small[64];
@@ -566,5 +615,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--fixed-cache", "HAKMEM_HUGE_CACHE_MB=256");
+    run_env_child(argv[0], "--pause", "HAKMEM_RETAIN_MS=50");
     return test_done("test_background");
 }
