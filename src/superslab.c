@@ -323,13 +323,15 @@ static void purge_old(uint64_t now, uint64_t since, bool all)
 {
     uint64_t retain = retain_ms();
     last_purge_ms = now;
-    for (pool_rec_t *r = avail_head; r; r = r->avail_next)
-        if (r->dirty_pages && (all || now - (r->last_free_ms > since ? r->last_free_ms : since) >= retain)) {
+    for (pool_rec_t *r = avail_head; r; r = r->avail_next) {
+        uint64_t from = r->last_free_ms > since ? r->last_free_ms : since;   /* age counted from */
+        if (r->dirty_pages && (all || now - from >= retain)) {
             if (all)
                 ss_purge(r->ss);
             else
                 purge_watched(r->ss, now);
         }
+    }
 }
 
 /* Keeps the empty SuperSlabs left resident within their allowance. */
