@@ -31,8 +31,12 @@
  * sooner) less the bytes it adds; the best, if it gains, becomes the
  * capacity (at most twice the most bytes in live Huge blocks during the
  * epoch: a churn with few Huge blocks live at a time still needs room for
- * the sizes it cycles through).  An epoch with no regret that used under
- * half the capacity halves it, down to CACHE_MIN.  HAKMEM_HUGE_CACHE_MB
+ * the sizes it cycles through).  EPOCHS_AHEAD epochs in a row with no
+ * regret, each using under half the capacity, halve it, down to CACHE_MIN
+ * (one such epoch did: with 4 threads churning, a short lull or the
+ * background thread's expiry halved it every few epochs, and what the halving
+ * unmapped was faulted in again: 2.5x the page faults of a fixed capacity
+ * the learning reached).  HAKMEM_HUGE_CACHE_MB
  * fixes the capacity instead.
  */
 #include <errno.h>
@@ -56,6 +60,7 @@ static size_t ghost[GHOSTS];                /* sizes of the last frees, newest a
 static unsigned ghost_next;
 static size_t evicted[GHOSTS];              /* sizes of the last entries dropped for room */
 static unsigned evicted_next;
+static unsigned quiet_epochs;               /* in a row: no regret, under half the capacity used */
 static struct {
     unsigned allocs, regrets;
     struct { size_t distance, bytes; } regret[EPOCH];
@@ -236,11 +241,13 @@ static void cache_learn(size_t need, size_t reused)
             best = c;
         }
     }
+    quiet_epochs = epoch.regrets == 0 && epoch.used < cache_cap / 2 ? quiet_epochs + 1 : 0;
     if (best > cache_cap) {
         cache_cap = best;
         hak_stat_add(HAK_STAT_HUGE_CAP_CHANGES, 1);
-    } else if (epoch.regrets == 0 && epoch.used < cache_cap / 2 && cache_cap / 2 >= CACHE_MIN) {
+    } else if (quiet_epochs >= EPOCHS_AHEAD && cache_cap / 2 >= CACHE_MIN) {
         cache_cap /= 2;
+        quiet_epochs = 0;
         hak_stat_add(HAK_STAT_HUGE_CAP_CHANGES, 1);
     }
     memset(&epoch, 0, sizeof epoch);
