@@ -46,8 +46,15 @@ hak_slab_t *hak_block_slab(const void *p, const char *call, const char *if_freed
     switch (hak_region_of((uintptr_t)p)) {
     case HAK_REGION_SS: {
         hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
-        if (hak_slab_block_valid(s, p))
+        if (hak_slab_block_valid(s, p)) {
+            /* A Large slab has one block: with none out, it is free, kept
+             * in its thread's Large cache (heap.c).  A racy read of used
+             * is enough: a block this caller may use was counted out
+             * before it got it. */
+            if (s->bsize > HAK_MID_MAX && __atomic_load_n(&s->used, __ATOMIC_RELAXED) == 0)
+                hak_fatal(call, if_freed, p);
             return s;
+        }
         /* A released slab keeps its start: p was its first block, most
          * likely a Large block (one per slab) freed before. */
         if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) == HAK_SLAB_FREE && s->start == p)

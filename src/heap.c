@@ -19,6 +19,11 @@
 #define SPARSE_PART   8             /* a slab with < 1/8 of its blocks out is sparse */
 #define SPARSE_SKIPS  4             /* sparse slabs a refill passes over at most */
 #define REC_CHUNK     (64 * 1024)
+#define LARGE_BUDGET_MIN   ((size_t)1 << 20)   /* a heap's Large cache, at first */
+#define LARGE_BUDGET_MAX   ((size_t)16 << 20)  /* ... and at most */
+#define LARGE_LOOK_REFILLS 64                  /* refills between looks at it */
+#define LARGE_GROW_TAKES   16                  /* pool takes between growths */
+#define LARGE_CONTENDED    8                   /* 1 in 8 of them waited: contended */
 
 __thread hak_tls_t hak_tls = {
     .cur = { [0 ... HAK_NCLASS - 1] = &hak_empty_slab },
@@ -33,12 +38,24 @@ static pthread_key_t heap_key;
 static _Atomic int heap_key_ready;
 
 /* ---- lists ------------------------------------------------------------------ */
+static bool is_large(const hak_slab_t *s) { return s->bsize > HAK_MID_MAX; }
+
+/* HAKMEM_LARGE_CACHE_MB in bytes: a fixed budget, or 0 for a learned one. */
+static size_t large_budget_fixed(void)
+{
+    return (size_t)hak_option(HAK_OPT_LARGE_CACHE_MB) << 20;
+}
+
 /* The partial list is a queue: a slab joins at the tail when its first block
  * comes back and is taken from the head, so the slab a refill gets has had
  * the longest time to collect frees.  Taking the newest (with one free block)
  * made Larson refill every 6 mallocs. */
 static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
 {
+    if (is_large(s)) {
+        hak_assert(s->used == 0);
+        r->large_kept += s->bsize;
+    }
     hak_slab_set_list(s, HAK_LIST_PARTIAL);
     hak_slab_t *tail = r->partial_tail[s->cls];
     s->next = NULL;
@@ -52,6 +69,8 @@ static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
 
 void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
 {
+    if (is_large(s))
+        r->large_kept -= s->bsize;
     if (r->partial_tail[s->cls] == s)
         r->partial_tail[s->cls] = s->prev;
     hak_list_remove(&r->partial[s->cls], s);
@@ -80,7 +99,8 @@ static void slab_unlink(hak_tls_t *t, hak_slab_t *s)
         break;
     }
     atomic_signal_fence(memory_order_seq_cst);   /* list before used: see the pin */
-    s->used -= pin;
+    if (pin)                /* else no write: hak_block_slab reads a Large slab's used */
+        s->used -= pin;
 }
 
 static void slab_to_partial(hak_tls_t *t, hak_slab_t *s)
@@ -306,6 +326,12 @@ static hak_heap_rec_t *rec_alloc(void)
     memset(r->partial, 0, sizeof r->partial);
     memset(r->partial_tail, 0, sizeof r->partial_tail);
     memset(r->full, 0, sizeof r->full);
+    r->large_kept = 0;
+    r->large_budget = large_budget_fixed();     /* learned: 0 until the pool's lock is contended */
+    r->large_over = false;
+    r->large_hits = r->large_refills = r->large_takes = 0;
+    r->large_waits = hak_pool_waits();
+    r->large_look_ms = 0;
     hak_foreign_init(r);
     /* Last: a late push meant for the record's previous thread may land
      * from here on, and is freed by its slab's owner of the moment. */
@@ -435,6 +461,111 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
     *slot = &t->rec->foreign[cls];
 }
 
+/* ---- the Large cache (ACE) -------------------------------------------------------- */
+/* A Large slab holds one block, so every Large malloc and free used to take
+ * a slab from the page pool and give it back, under the pool's lock: 2 and
+ * 4 threads churning Large blocks ran 3-6x mimalloc's time.  An emptied Large
+ * slab now stays with its heap, on the partial list of its class, while
+ * the heap's budget allows (types.h: large_kept), and the next Large malloc
+ * of that class takes it under the heap's own lock.  The budget is learned
+ * per heap (or fixed by HAKMEM_LARGE_CACHE_MB): it starts at 0 and doubles
+ * while the pool's lock is contended (large_grow); a look every
+ * LARGE_LOOK_REFILLS refills, at least HAKMEM_RETAIN_MS apart, that finds no
+ * reuse since the last one sends the kept slabs to the pool and halves it.
+ * Kept slabs also go to the pool, and the budget halves, before the pool
+ * would fault pages in for a Large refill (large_yield).  Trim and thread
+ * exit release them as every empty slab. */
+static int partial_release_empty(hak_tls_t *t, unsigned cls);
+
+static bool class_is_large(unsigned cls) { return hak_classes[cls].size > HAK_MID_MAX; }
+
+/* s, an emptied Large slab of r off every list: kept if the budget allows.
+ * Under r's lock. */
+static bool large_keep_locked(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    if (!is_large(s) || r->slow)    /* check mode and profiles: the slow paths' own */
+        return false;
+    if (r->large_kept + s->bsize > r->large_budget) {
+        r->large_over = true;
+        return false;
+    }
+    s->zeroed = 0;                  /* its block comes back written: calloc zeroes it */
+    partial_append(r, s);
+    return true;
+}
+
+static bool large_keep(hak_tls_t *t, hak_slab_t *s)
+{
+    if (!is_large(s))
+        return false;
+    if (t->rec->large_budget == 0) {    /* the owner's field: no lock to say no */
+        t->rec->large_over = true;
+        return false;
+    }
+    hak_lock(&t->rec->lock);
+    bool kept = large_keep_locked(t->rec, s);
+    if (kept)
+        hak_slab_check(t, s);
+    hak_unlock(&t->rec->lock);
+    return kept;
+}
+
+static void large_budget_set(hak_heap_rec_t *r, size_t budget)
+{
+    if (large_budget_fixed())
+        return;
+    if (budget != r->large_budget)
+        hak_stat_add(HAK_STAT_LARGE_BUDGET_CHANGES, 1);
+    r->large_budget = budget;
+}
+
+/* LARGE_GROW_TAKES Large slabs from the pool, after one sent there for want
+ * of budget: the budget grows if the pool's lock made at least one take in
+ * LARGE_CONTENDED of them wait meanwhile (without contention the pool serves
+ * as well, and its pages serve every size: a single thread's Large and
+ * Huge churn held 16% more peak RSS with slabs kept per class). */
+static void large_grow(hak_heap_rec_t *r)
+{
+    uint64_t waits = hak_pool_waits();
+    if ((waits - r->large_waits) * LARGE_CONTENDED >= r->large_takes) {
+        size_t b = r->large_budget ? r->large_budget * 2 : LARGE_BUDGET_MIN;
+        large_budget_set(r, b < LARGE_BUDGET_MAX ? b : LARGE_BUDGET_MAX);
+    }
+    r->large_waits = waits;
+    r->large_takes = 0;
+    r->large_over = false;
+}
+
+/* Every kept slab to the pool: a Large refill that the pool can serve only
+ * with pages not resident (or not mapped) calls this first, and halves the
+ * budget, so that the cache never makes the pool fault pages in while it
+ * holds resident ones and shrinks where its memory is needed for other
+ * sizes (kept regardless, a 4-thread churn of 64 KiB-8 MiB blocks ran 2x
+ * slower with 27% more peak RSS); and so does a look that found no reuse. */
+static void large_yield(hak_tls_t *t)
+{
+    for (unsigned c = 0; c < HAK_NCLASS; c++)
+        if (class_is_large(c))
+            partial_release_empty(t, c);
+}
+
+/* Every LARGE_LOOK_REFILLS refills, at least HAKMEM_RETAIN_MS apart: a cache
+ * not used since the last look goes to the pool, and its budget halves. */
+static void large_look(hak_tls_t *t)
+{
+    hak_heap_rec_t *r = t->rec;
+    r->large_refills = 0;
+    uint64_t now = hak_now_ms();
+    if (now - r->large_look_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS))
+        return;
+    r->large_look_ms = now;
+    if (r->large_hits == 0 && r->large_kept > 0) {
+        large_yield(t);
+        large_budget_set(r, r->large_budget / 2 >= LARGE_BUDGET_MIN ? r->large_budget / 2 : 0);
+    }
+    r->large_hits = 0;
+}
+
 /* A slab of class cls with a non-empty free list, made current, or NULL when
  * the OS refuses memory.  Blocks that came home first; then the thread's own
  * slabs; then its foreign cache (already touched, and otherwise shipped);
@@ -443,6 +574,8 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
+    if (++r->large_refills >= LARGE_LOOK_REFILLS)
+        large_look(t);
     if (atomic_load_explicit(&r->idle, memory_order_relaxed))
         atomic_store_explicit(&r->idle, 0, memory_order_relaxed);   /* allocating again */
     hak_inbox_take(t);
@@ -468,6 +601,10 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
     }
     while ((s = partial_take(t, cls, true, park)) != NULL) {
         if (slab_ready(s)) {
+            if (is_large(s)) {
+                r->large_hits++;
+                hak_stat_count(HAK_STAT_LARGE_REUSED);
+            }
             make_cur(t, s);
             return s;
         }
@@ -483,7 +620,16 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             return s;
         }
     }
-    s = hak_pool_slab_alloc(cls, hak_heap_id(t));
+    if (class_is_large(cls) && ++r->large_takes >= LARGE_GROW_TAKES && r->large_over)
+        large_grow(r);
+    s = NULL;
+    if (class_is_large(cls) && r->large_kept != 0 &&
+        (s = hak_pool_slab_alloc(cls, hak_heap_id(t), true)) == NULL) {
+        large_yield(t);
+        large_budget_set(r, r->large_budget / 2 >= LARGE_BUDGET_MIN ? r->large_budget / 2 : 0);
+    }
+    if (s == NULL)
+        s = hak_pool_slab_alloc(cls, hak_heap_id(t), false);
     if (s == NULL)
         return NULL;
     slab_carve(s);
@@ -533,6 +679,8 @@ void hak_free_local_slow(hak_slab_t *s, hak_block_t *head)
     hak_tls_t *t = &hak_tls;
     s->free = head;
     slab_unlink(t, s);
+    if (large_keep(t, s))
+        return;
     hak_slab_release(t, s);
 }
 
@@ -556,8 +704,12 @@ void hak_free_parked(hak_slab_t *s, hak_block_t *head, hak_block_t *tail, uint32
     s->used -= n;
     hak_slab_drain(s);
     if (s->used == 0) {
+        bool kept = large_keep_locked(r, s);
+        if (kept)
+            hak_slab_check(t, s);
         hak_unlock(&r->lock);
-        hak_slab_release(t, s);
+        if (!kept)
+            hak_slab_release(t, s);
         return;
     }
     partial_append(r, s);               /* in the same hold of the lock */

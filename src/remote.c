@@ -747,6 +747,7 @@ void hak_slab_check(const hak_tls_t *t, const hak_slab_t *s)
         break;
     case HAK_LIST_PARTIAL:
         hak_assert(t && o == hak_heap_id(t) && !s->parked && (s->free || s->bump < s->end));
+        hak_assert(s->bsize <= HAK_MID_MAX || s->used == 0);    /* kept: types.h */
         break;
     case HAK_LIST_FULL:
         hak_assert(t && o == hak_heap_id(t) && s->parked && !s->free && s->bump == s->end);

@@ -239,6 +239,23 @@ static void walk_slab(hak_slab_t *s, void *arg)
     w->heap[h].in_use += out * s->bsize;
 }
 
+/* Bytes of the Large slabs kept in heaps' caches: a Large slab is on a
+ * partial list only while kept (heap.c).  Summed by a walk, not counted
+ * where slabs are kept: a shared counter there would be the very cache
+ * line the cache keeps threads from contending for. */
+static void walk_kept(hak_slab_t *s, void *arg)
+{
+    if (s->bsize > HAK_MID_MAX && __atomic_load_n(&s->list, __ATOMIC_RELAXED) == HAK_LIST_PARTIAL)
+        *(size_t *)arg += s->bsize;
+}
+
+static size_t large_kept_bytes(void)
+{
+    size_t kept = 0;
+    hak_pool_walk(walk_kept, &kept);
+    return kept;
+}
+
 static void walk(walk_t *w)
 {
     memset(w, 0, sizeof *w);
@@ -310,7 +327,7 @@ static void put_permille(hak_msg_t *m, unsigned long v)
 
 /* Everything both reports say, gathered once: the figures in one table
  * (the text's label, the JSON key, whether it is a peak), then the walk. */
-#define REPORT_ROWS 29
+#define REPORT_ROWS 32
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
     struct hak_stats st;
@@ -342,6 +359,10 @@ static void gather(report_t *r)
     ROW("remote frees", "remote_frees", st->remote_frees, false);
     ROW("remote batches", "remote_batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES), false);
     ROW("remote drains", "remote_drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS), false);
+    ROW("large cache reuses", "large_reused", hak_stat_read(HAK_STAT_LARGE_REUSED), false);
+    ROW("large cache kept bytes", "large_kept_bytes", large_kept_bytes(), false);
+    ROW("large cache budget changes", "large_budget_changes",
+        atomic_load(&hak_stat[HAK_STAT_LARGE_BUDGET_CHANGES]), false);
     ROW("threads started", "threads_started", st->threads_started, false);
     ROW("threads exited", "threads_exited", st->threads_exited, false);
     ROW("idle slabs released", "idle_slabs_released", st->idle_slabs_released, false);

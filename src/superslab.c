@@ -101,6 +101,21 @@ char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_
 #define FULL_PAGES   (~(uint64_t)0)
 
 static hak_lock_t pool_lock;
+static _Atomic uint64_t pool_waits;       /* takes of pool_lock that found it held */
+
+/* pool_lock, counting the takes that found it held: the Large cache grows
+ * only while the pool is contended (heap.c, large_grow). */
+static void pool_lock_take(void)
+{
+    int free_ = 0;
+    if (!atomic_compare_exchange_strong_explicit(&pool_lock.held, &free_, 1, memory_order_acquire,
+                                                 memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&pool_waits, 1, memory_order_relaxed);
+        hak_lock_slow(&pool_lock);
+    }
+}
+
+uint64_t hak_pool_waits(void) { return atomic_load_explicit(&pool_waits, memory_order_relaxed); }
 /* The pool's record of a SuperSlab, apart from it: the pool walks the
  * records of the SuperSlabs with free pages for every slab it hands out, and
  * fields in the headers (4 MiB apart: one cache set, one TLB entry each)
@@ -428,12 +443,12 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     __atomic_store_n(&s->state, HAK_SLAB_ACTIVE, __ATOMIC_RELEASE);
 }
 
-hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
+hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner, bool resident_only)
 {
     unsigned k = hak_classes[cls].pages;
     hak_superslab_t *ss;
     int first = -1;
-    hak_lock(&pool_lock);
+    pool_lock_take();
     /* Free pages still resident first: they cost no page faults and no RSS
      * that other free pages do not already cost. */
     pool_rec_t *r = NULL;
@@ -441,6 +456,10 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner)
         for (r = avail_head; r; r = r->avail_next)
             if (r->dirty_pages && (first = find_run(r->used_pages | ~r->dirty_pages, k)) >= 0)
                 break;
+    if (r == NULL && resident_only) {
+        hak_unlock(&pool_lock);
+        return NULL;
+    }
     if (r == NULL)
         for (r = avail_head; r; r = r->avail_next)
             if ((first = find_run(r->used_pages, k)) >= 0)
@@ -485,7 +504,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     hak_superslab_t *ss = hak_ss_of(s);
     unsigned first = (unsigned)(s - ss->slabs), k = s->npages;
     uint64_t m = run_mask(first, k);
-    hak_lock(&pool_lock);
+    pool_lock_take();
     pool_rec_t *r = ss->pool;
     hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m &&
                atomic_load(&s->owner) == HAK_OWNER_DYING);
@@ -512,7 +531,7 @@ void hak_pool_slab_free(hak_slab_t *s)
 uint64_t hak_pool_release(void)
 {
     uint64_t next = HAK_NEVER;
-    hak_lock(&pool_lock);
+    pool_lock_take();
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
     size_t dirty_before = dirty_bytes;
     watch_learn(now);
@@ -528,7 +547,7 @@ uint64_t hak_pool_release(void)
 
 uint64_t hak_pool_retain_ms(void)
 {
-    hak_lock(&pool_lock);
+    pool_lock_take();
     uint64_t r = retain_ms();
     hak_unlock(&pool_lock);
     return r;
@@ -541,7 +560,7 @@ uint64_t hak_pool_retain_ms(void)
  * use for slabs and Huge blocks alike (a mixed Large and Huge churn). */
 void hak_pool_yield_room(size_t bytes)
 {
-    hak_lock(&pool_lock);
+    pool_lock_take();
     if (hak_now_ms() - last_take_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS)) {
         hak_unlock(&pool_lock);
         return;
@@ -559,14 +578,14 @@ void hak_pool_yield_room(size_t bytes)
 
 int hak_pool_trim(void)
 {
-    hak_lock(&pool_lock);
+    pool_lock_take();
     size_t before = dirty_bytes;
     purge_old(hak_now_ms(), 0, true);
     hak_unlock(&pool_lock);
     return before != 0;
 }
 
-void hak_pool_lock_all(void) { hak_lock(&pool_lock); }
+void hak_pool_lock_all(void) { pool_lock_take(); }
 
 void hak_pool_unlock_all(bool child)
 {
@@ -588,7 +607,7 @@ void hak_pool_visit(hak_slab_visitor fn, void *arg)
 
 void hak_pool_walk(hak_slab_visitor fn, void *arg)
 {
-    hak_lock(&pool_lock);
+    pool_lock_take();
     hak_pool_visit(fn, arg);
     hak_unlock(&pool_lock);
 }
@@ -597,7 +616,7 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
                       size_t *slabs, size_t *in_use)
 {
     size_t c = 0, n_ss = 0, n_slabs = 0, bytes = 0;
-    hak_lock(&pool_lock);
+    pool_lock_take();
     for (hak_superslab_t *ss = all_head; ss; ss = ss->all_next) {
         c += HAK_PAGE_SIZE;   /* header page */
         c += (size_t)__builtin_popcountll((ss->pool->used_pages | ss->pool->dirty_pages) & ~(uint64_t)1) * HAK_PAGE_SIZE;

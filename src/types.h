@@ -26,7 +26,9 @@
  *       FREE    DYING         NONE        -       pages in the pool (owner 0 if
  *                                                 never used, or purged)
  *       ACTIVE  heap H        CUR         0       H allocates from it (pinned)
- *       ACTIVE  heap H        PARTIAL     0       free or uncarved blocks > 0
+ *       ACTIVE  heap H        PARTIAL     0       free or uncarved blocks > 0 (a
+ *                                                 Large slab: empty, kept in H's
+ *                                                 Large cache)
  *       ACTIVE  heap H        FULL        1       free = NULL, bump = end
  *       ACTIVE  heap H        NONE        0       inside one of H's slow paths
  *       ACTIVE  0             ABANDONED   0       something to give (free,
@@ -396,6 +398,21 @@ typedef struct hak_heap_rec {
     hak_slab_t *partial[HAK_NCLASS];/* owned slabs with blocks to hand out, oldest first */
     hak_slab_t *partial_tail[HAK_NCLASS];
     hak_slab_t *full[HAK_NCLASS];   /* owned slabs parked full                   */
+    /* The Large cache (ACE, heap.c): empty Large slabs kept on the partial
+     * lists for the next Large malloc of this thread, so that a Large
+     * malloc and free take this heap's lock instead of the pool's.
+     *     large_kept = sum of bsize over the Large slabs on partial[]
+     * (a Large slab is on a partial list only when empty: one block each),
+     * kept by partial_append and hak_partial_remove, under the heap lock. */
+    size_t large_kept;
+    size_t large_budget;            /* large_kept stays within it; learned       */
+    bool large_over;                /* a Large slab went to the pool for want of
+                                       budget since the last pool take          */
+    uint32_t large_hits;            /* Large slabs reused since the last look    */
+    uint32_t large_takes;           /* Large slabs from the pool since the last grow */
+    uint64_t large_waits;           /* hak_pool_waits at the last grow           */
+    uint32_t large_refills;         /* refills until the next look (owner)       */
+    uint64_t large_look_ms;         /* when the budget was last looked at (owner) */
     /* The foreign cache: blocks of other heaps' slabs this thread freed, on
      * the free list of a stand-in slab (list HAK_LIST_FOREIGN) that can be
      * made current, so the fast path hands them out.  Its used counts pops,
@@ -468,7 +485,8 @@ HAK_HIDDEN void *hak_libc_memmove(void *dst, const void *src, size_t n);
 HAK_HIDDEN void *hak_libc_memset(void *dst, int c, size_t n);
 
 /* ---- SuperSlabs and the page pool (superslab.c) ------------------------------ */
-HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner);
+/* resident_only: NULL unless a run of free pages still resident holds it. */
+HAK_HIDDEN hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner, bool resident_only);
 HAK_HIDDEN void hak_pool_slab_free(hak_slab_t *s);
 HAK_HIDDEN int  hak_pool_trim(void);
 /* New memory of bytes mapped elsewhere (Huge): as much kept free, oldest first, purged. */
@@ -611,6 +629,7 @@ HAK_HIDDEN void hak_background_fork_child(void);
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
 HAK_HIDDEN uint64_t hak_pool_retain_ms(void);
+HAK_HIDDEN uint64_t hak_pool_waits(void);  /* takes of the pool's lock that waited */
 
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */
 HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align, bool zero);
@@ -661,6 +680,9 @@ HAK_HIDDEN void hak_init(void);
     X(HUGE_CACHE_MB, "HAKMEM_HUGE_CACHE_MB", NUM, 0, 0, 1048576,                   \
       "MiB of freed Huge mappings kept for reuse (0: learned while the background "\
       "thread runs, from 64)")                                                     \
+    X(LARGE_CACHE_MB, "HAKMEM_LARGE_CACHE_MB", NUM, 0, 0, 1048576,                 \
+      "MiB of emptied Large slabs each thread keeps for its next Large mallocs "    \
+      "(0: learned, grown while the page pool's lock is contended, up to 16)")      \
     X(STATS, "HAKMEM_STATS", NUM, 0, 0, 2,                                         \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", NUM, 0, 0, 1,                                         \
@@ -694,6 +716,8 @@ enum {
     HAK_STAT_OS_REMAPS,             /* mremap calls (Huge realloc)                 */
     HAK_STAT_REMOTE_BATCHES,        /* batches pushed onto an owner's inbox        */
     HAK_STAT_REMOTE_DRAINS,         /* slab remote lists taken by their owner      */
+    HAK_STAT_LARGE_REUSED,          /* Large slabs handed out again from a heap's cache */
+    HAK_STAT_LARGE_BUDGET_CHANGES,  /* Large cache budgets grown or halved         */
     HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
     HAK_STAT_BG_RELEASED,           /* bytes the background thread released        */
     HAK_STAT_RETAIN_CHANGES, HAK_STAT_HUGE_CAP_CHANGES,

@@ -23,7 +23,15 @@
  *   k. HAKMEM_RETAIN_MS=50, a program too small for the thread: 6 MiB freed,
  *      a pause of 6 retentions, then slabs taken and freed: those frees do
  *      not purge the pages the program takes back next (no page faults);
- *      if it works on without them, they are purged after all.
+ *      if it works on without them, they are purged after all;
+ *   l. the Large cache (ACE): 12 MiB of 1 MiB blocks freed into it, then 2 MiB
+ *      blocks written: the kept slabs go to the pool before it would fault
+ *      pages in; two threads churning 64 KiB-1 MiB blocks (with
+ *      HAKMEM_LARGE_CACHE_MB=16) reuse their own emptied slabs (counted;
+ *      learned, only printed), calloc'd blocks from it read as
+ *      zero, no two live blocks share a byte; once a thread works on small
+ *      blocks only for longer than a retention, its cache goes to the pool,
+ *      and a thread's exit gives the pool the rest.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -482,6 +490,122 @@ static void slabs_taken_and_freed(void **q, int n)
         free(q[i]);
 }
 
+/* l: one churning thread: 8 live Large blocks, each tagged on its first
+ * and last byte and checked before it is freed; every fourth a calloc. */
+static int large_bad;
+static pthread_barrier_t large_barrier;
+
+static void *large_churn_thread(void *arg)
+{
+    uint64_t seed = (uintptr_t)arg;
+    unsigned char *live[8] = { 0 };
+    size_t size[8] = { 0 };
+    for (int i = 0; i < 20000; i++) {
+        unsigned k = (unsigned)(xorshift64(&seed) % 8);
+        if (live[k]) {
+            unsigned char tag = (unsigned char)(k + 1 + (uintptr_t)arg * 16);
+            if (live[k][0] != tag || live[k][size[k] - 1] != tag)
+                __atomic_add_fetch(&large_bad, 1, __ATOMIC_RELAXED);
+            free(live[k]);
+        }
+        unsigned sh = 16 + (unsigned)(xorshift64(&seed) % 4);      /* 64 KiB .. 1 MiB */
+        size[k] = ((size_t)1 << sh) + (size_t)(xorshift64(&seed) % ((size_t)1 << sh)) / 2;
+        if (i % 4 == 0) {
+            live[k] = calloc(1, size[k]);
+            for (size_t o = 0; o < size[k]; o += 4096 / 4)
+                if (live[k][o] != 0 || live[k][size[k] - 1] != 0) {
+                    __atomic_add_fetch(&large_bad, 1, __ATOMIC_RELAXED);
+                    break;
+                }
+        } else {
+            live[k] = malloc(size[k]);
+        }
+        live[k][0] = live[k][size[k] - 1] = (unsigned char)(k + 1 + (uintptr_t)arg * 16);
+        memset(live[k] + 1, 0x77, 256);         /* dirty: the next calloc must clear it */
+    }
+    for (unsigned k = 0; k < 8; k++)
+        free(live[k]);
+    if (arg == (void *)1) {             /* then, alone, small blocks only, past a retention */
+        pthread_barrier_wait(&large_barrier);
+        for (int round = 0; round < 80; round++) {
+            void *q[256];
+            for (int j = 0; j < 256; j++)
+                q[j] = malloc(1024);
+            for (int j = 0; j < 256; j++)
+                free(q[j]);
+            usleep(10000);
+        }
+        struct hak_stats st;
+        hak_stats_get(&st);
+        return (void *)st.slabs;
+    }
+    return NULL;
+}
+
+static bool large_fixed;                /* run with HAKMEM_LARGE_CACHE_MB=16 */
+
+/* l, with HAKMEM_LARGE_CACHE_MB=16: 12 MiB of 1 MiB blocks freed stay in
+ * this thread's cache; blocks of another class must then get those pages
+ * (the cache yields them to the pool) rather than fault in fresh ones. */
+static void large_cache_yields(void)
+{
+    enum { N = 12, M = 3 };
+    char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(1000000);
+        memset(p[i], 1, 1000000);
+    }
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    long kept = stat_json("large_kept_bytes");
+    long f0 = minor_faults();
+    for (int i = 0; i < M; i++) {
+        p[i] = malloc(2000000);
+        memset(p[i], 2, 2000000);
+    }
+    long faults = minor_faults() - f0;
+    printf("l. Large cache (HAKMEM_LARGE_CACHE_MB=16): %d blocks of 1 MiB freed, %.1f MiB kept; "
+           "then %d blocks of 2 MiB written: %ld page faults\n", N, (double)kept / MiB, M, faults);
+    CHECK(kept >= 12 * 1000000, "only %ld bytes of the freed 1 MiB blocks were kept", kept);
+    CHECK(faults < 100, "%ld page faults writing 6 MiB of Large blocks while 12 MiB of other "
+          "Large slabs were kept: the cache did not yield them", faults);
+    for (int i = 0; i < M; i++)
+        free(p[i]);
+}
+
+static void large_cache(void)
+{
+    struct hak_stats st0, st1;
+    hak_stats_get(&st0);
+    long reused0 = stat_json("large_reused");
+    pthread_t th[2];
+    pthread_barrier_init(&large_barrier, NULL, 2);
+    pthread_create(&th[0], NULL, large_churn_thread, (void *)1);
+    pthread_create(&th[1], NULL, large_churn_thread, (void *)2);
+    void *slabs_after_small;
+    pthread_join(th[1], NULL);
+    pthread_barrier_wait(&large_barrier);
+    pthread_join(th[0], &slabs_after_small);
+    long reused = stat_json("large_reused") - reused0;
+    hak_stats_get(&st1);
+    printf("l. Large cache%s: 2 threads x 20000 Large mallocs: %ld reused from the threads' caches, "
+           "%d bad blocks; slabs %zu before, %zu while one thread worked on small blocks, %zu after "
+           "both exited\n", large_fixed ? " (HAKMEM_LARGE_CACHE_MB=16)" : "", reused, large_bad, st0.slabs, (size_t)slabs_after_small, st1.slabs);
+    CHECK(large_bad == 0, "%d Large blocks were overwritten or not zeroed by calloc", large_bad);
+    /* Learned, the budget grows only while the pool's lock is contended,
+     * which depends on how the two threads are scheduled. */
+    if (large_fixed) {
+        CHECK(reused > 20000, "only %ld of 40000 Large mallocs reused a kept slab", reused);
+        CHECK(stat_json("large_budget_changes") == 0, "a fixed Large cache budget changed %ld "
+              "times", stat_json("large_budget_changes"));
+    }
+    CHECK((size_t)slabs_after_small <= st0.slabs + 8, "%zu slabs once the other thread had "
+          "exited and this one had worked on small blocks for 800 ms (%zu before)",
+          (size_t)slabs_after_small, st0.slabs);
+    CHECK(st1.slabs <= st0.slabs + 2, "%zu slabs after both threads exited, %zu before",
+          st1.slabs, st0.slabs);
+}
+
 /* k: run in a child with HAKMEM_RETAIN_MS=50. */
 static int pause_resume(void)
 {
@@ -587,6 +711,12 @@ int main(int argc, char **argv)
         return fixed_cache();
     if (argc > 1 && strcmp(argv[1], "--pause") == 0)
         return pause_resume();
+    if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
+        large_fixed = true;
+        large_cache_yields();
+        large_cache();
+        return test_done("test_background (HAKMEM_LARGE_CACHE_MB=16)");
+    }
 
     /* a. small: a few MiB, no thread */
     void *small[64];
@@ -604,6 +734,7 @@ int main(int argc, char **argv)
     run_forked("c. fork", fork_child_burst);
     run_forked("f. Huge churn", huge_churn);
     run_forked("j. mixed churn", mixed_churn);
+    run_forked("l. Large cache", large_cache);
     const char *slash = strrchr(argv[0], '/');
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
@@ -616,5 +747,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--learn", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--fixed-cache", "HAKMEM_HUGE_CACHE_MB=256");
     run_env_child(argv[0], "--pause", "HAKMEM_RETAIN_MS=50");
+    run_env_child(argv[0], "--large-cache", "HAKMEM_LARGE_CACHE_MB=16");
     return test_done("test_background");
 }
