@@ -187,7 +187,7 @@ void hak_stats_adaptive(struct hak_adaptive_stats *out)
     hak_init();
     out->background = atomic_load(&hak_bg_state) == HAK_BG_RUNNING;
     out->released_bytes = atomic_load(&hak_stat[HAK_STAT_BG_RELEASED]);
-    out->retain_ms = (size_t)hak_pool_retain_ms();
+    out->retain_ms = (size_t)hak_retain_ms();
     out->retain_changes = atomic_load(&hak_stat[HAK_STAT_RETAIN_CHANGES]);
     out->huge_cache_cap = hak_huge_cache_cap();
     out->huge_cache_changes = atomic_load(&hak_stat[HAK_STAT_HUGE_CAP_CHANGES]);

@@ -149,14 +149,34 @@ static uint64_t last_call_ms;             /* the last slab handed out or freed *
 static uint64_t resume_ms;                /* the first after a pause: see pool_called */
 
 #define RETAIN_SHIFT_MAX 6                /* retention up to 64 x the setting */
-static unsigned retain_shift;             /* retention = HAKMEM_RETAIN_MS << this */
+/* retention = HAKMEM_RETAIN_MS << this.  Atomic: the Huge cache reads it and
+ * raises it without the pool's lock (hak_retain_ms, hak_retain_regret). */
+static _Atomic unsigned retain_shift;
 static struct {
     uint64_t start;                       /* the first purge watched            */
     size_t purged, regretted;             /* pages purged by retention, taken back */
     size_t level;                         /* slab + dirty pages before the purges */
 } watch;
 
-static uint64_t retain_ms(void) { return (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << retain_shift; }
+static unsigned shift_now(void) { return atomic_load_explicit(&retain_shift, memory_order_relaxed); }
+static uint64_t retain_ms(void) { return (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << shift_now(); }
+uint64_t hak_retain_ms(void) { return retain_ms(); }
+
+/* Raises the retention to at least twice age_ms (up to the longest): the
+ * pages released that long after their free were wanted again. */
+static void retain_cover(uint64_t age_ms)
+{
+    uint64_t base = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
+    unsigned before = shift_now(), shift = before;
+    while (shift < RETAIN_SHIFT_MAX && base << shift < 2 * age_ms)
+        shift++;
+    if (shift != before && atomic_compare_exchange_strong_explicit(&retain_shift, &before, shift,
+                                                                    memory_order_relaxed,
+                                                                    memory_order_relaxed))
+        hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
+}
+
+void hak_retain_regret(uint64_t age_ms) { retain_cover(age_ms); }
 
 #define LOCK_SPINS 256   /* pauses before sleeping: a few microseconds */
 
@@ -296,12 +316,7 @@ static void watch_take(size_t k, uint64_t now)
     watch.regretted += k;
     if (watch.regretted * 2 < watch.purged)
         return;
-    uint64_t need = 2 * (now - watch.start + retain_ms()), base = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
-    unsigned before = retain_shift;
-    while (retain_shift < RETAIN_SHIFT_MAX && base << retain_shift < need)
-        retain_shift++;
-    if (retain_shift != before)
-        hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
+    retain_cover(now - watch.start + retain_ms());
     watch.purged = watch.regretted = 0;
 }
 
@@ -312,8 +327,8 @@ static void watch_learn(uint64_t now)
     uint64_t horizon = (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << RETAIN_SHIFT_MAX;
     if (watch.purged == 0 || now - watch.start < horizon)
         return;
-    if (watch.regretted * 8 < watch.purged && retain_shift > 0) {
-        retain_shift--;
+    if (watch.regretted * 8 < watch.purged && shift_now() > 0) {
+        atomic_fetch_sub_explicit(&retain_shift, 1, memory_order_relaxed);
         hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
     }
     watch.purged = watch.regretted = 0;
@@ -352,7 +367,7 @@ static void purge_old(uint64_t now, uint64_t since, bool all)
 /* Keeps the empty SuperSlabs left resident within their allowance. */
 static void purge_extra_empty(uint64_t now)
 {
-    if (retain_shift > 0)
+    if (shift_now() > 0)
         return;                   /* such purges were regretted: retention decides */
     size_t allow = slab_pages * HAK_PAGE_SIZE / 2 / HAK_SS_SIZE;
     if (allow < RETAIN_EMPTY)
@@ -543,14 +558,6 @@ uint64_t hak_pool_release(void)
             next = r->last_free_ms + retain - now;
     hak_unlock(&pool_lock);
     return next;
-}
-
-uint64_t hak_pool_retain_ms(void)
-{
-    pool_lock_take();
-    uint64_t r = retain_ms();
-    hak_unlock(&pool_lock);
-    return r;
 }
 
 /* Free pages kept for reuse must not add to a footprint that has moved to

@@ -628,7 +628,8 @@ HAK_HIDDEN void hak_background_fork_child(void);
  * deadline (HAK_NEVER: nothing left to release). */
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
-HAK_HIDDEN uint64_t hak_pool_retain_ms(void);
+HAK_HIDDEN uint64_t hak_retain_ms(void);            /* the learned retention, lock-free */
+HAK_HIDDEN void hak_retain_regret(uint64_t age_ms); /* memory released that old was wanted */
 HAK_HIDDEN uint64_t hak_pool_waits(void);  /* takes of the pool's lock that waited */
 
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */

@@ -24,6 +24,8 @@
  *      a pause of 6 retentions, then slabs taken and freed: those frees do
  *      not purge the pages the program takes back next (no page faults);
  *      if it works on without them, they are purged after all;
+ *   m. HAKMEM_RETAIN_MS=50: a Huge mapping that expired and was wanted again
+ *      lengthens the retention, and the next ones are reused;
  *   l. the Large cache (ACE): 12 MiB of 1 MiB blocks freed into it, then 2 MiB
  *      blocks written: the kept slabs go to the pool before it would fault
  *      pages in; two threads churning 64 KiB-1 MiB blocks (with
@@ -437,6 +439,18 @@ static void no_deadlock(void)
     CHECK(bad_children == 0, "%d children did not exit cleanly", bad_children);
 }
 
+/* One line: what a cycled test did, page faults and retention per cycle. */
+static void print_cycles(const char *what, const long *faults, const long *retain, int n)
+{
+    printf("%s: page faults per cycle", what);
+    for (int c = 0; c < n; c++)
+        printf(" %ld", faults[c]);
+    printf("; retention ms");
+    for (int c = 0; c < n; c++)
+        printf(" %ld", retain[c]);
+    printf("\n");
+}
+
 /* e: run in a child with HAKMEM_RETAIN_MS=50. */
 static int learning(void)
 {
@@ -452,13 +466,7 @@ static int learning(void)
         usleep(200000);                 /* 4 retentions: the first frees are purged */
         retain[c] = stat_json("retain_ms");
     }
-    printf("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free: page faults per cycle");
-    for (int c = 0; c < CYCLES; c++)
-        printf(" %ld", faults[c]);
-    printf("; retention ms");
-    for (int c = 0; c < CYCLES; c++)
-        printf(" %ld", retain[c]);
-    printf("\n");
+    print_cycles("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free", faults, retain, CYCLES);
     struct hak_adaptive_stats ad;
     hak_stats_adaptive(&ad);
     CHECK(ad.retain_changes > 0 && (long)ad.retain_ms == retain[CYCLES - 1],
@@ -479,6 +487,35 @@ static int learning(void)
     CHECK(took >= 0, "RSS %.1f MiB %d ms after the last free (before %.1f)", (double)last / MiB,
           50 * 64 + 1000, (double)base / MiB);
     return test_done("test_background (learning)");
+}
+
+/* m: run in a child with HAKMEM_RETAIN_MS=50.  Huge blocks freed and taken
+ * back 200 ms later: the first comes back after its mapping expired (page
+ * faults); that expiry lengthens the retention, so the next ones come back
+ * from the cache. */
+static int huge_expiry(void)
+{
+    enum { CYCLES = 5, SIZE = 12 << 20 };
+    long faults[CYCLES], retain[CYCLES];
+    start_background();
+    for (int c = 0; c < CYCLES; c++) {
+        long f0 = minor_faults();
+        volatile char *p = malloc(SIZE);    /* written through volatile: kept before free */
+        for (size_t o = 0; o < SIZE; o += 4096)
+            p[o] = 2;
+        faults[c] = minor_faults() - f0;
+        free((void *)p);
+        usleep(200000);                     /* 4 retentions: the mapping expires */
+        retain[c] = stat_json("retain_ms");
+    }
+    print_cycles("m. HAKMEM_RETAIN_MS=50, a 12 MiB Huge block freed and taken back 200 ms later",
+                 faults, retain, CYCLES);
+    CHECK(threads() == 2, "%ld threads: the background thread is not running", threads());
+    CHECK(retain[CYCLES - 1] >= 400, "retention %ld ms: an expired Huge mapping wanted again 200 ms "
+          "after its free did not lengthen it", retain[CYCLES - 1]);
+    CHECK(faults[CYCLES - 1] * 8 < faults[0], "page faults %ld in the last cycle, %ld in the first",
+          faults[CYCLES - 1], faults[0]);
+    return test_done("test_background (Huge expiry)");
 }
 
 /* A few slabs of 1 KiB blocks taken, all but the current one freed. */
@@ -711,6 +748,8 @@ int main(int argc, char **argv)
         return fixed_cache();
     if (argc > 1 && strcmp(argv[1], "--pause") == 0)
         return pause_resume();
+    if (argc > 1 && strcmp(argv[1], "--huge-expiry") == 0)
+        return huge_expiry();
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
         large_fixed = true;
         large_cache_yields();
@@ -748,5 +787,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--fixed-cache", "HAKMEM_HUGE_CACHE_MB=256");
     run_env_child(argv[0], "--pause", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--large-cache", "HAKMEM_LARGE_CACHE_MB=16");
+    run_env_child(argv[0], "--huge-expiry", "HAKMEM_RETAIN_MS=50");
     return test_done("test_background");
 }
