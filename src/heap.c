@@ -536,9 +536,9 @@ static void large_grow(hak_heap_rec_t *r)
     r->large_over = false;
 }
 
-/* Every kept slab to the pool: a Large refill that the pool can serve only
- * with pages not resident (or not mapped) calls this first, and halves the
- * budget, so that the cache never makes the pool fault pages in while it
+/* Every kept slab to the pool, and the budget halved: a Large refill that
+ * the pool can serve only with pages not resident (or not mapped) calls this
+ * first, so that the cache never makes the pool fault pages in while it
  * holds resident ones and shrinks where its memory is needed for other
  * sizes (kept regardless, a 4-thread churn of 64 KiB-8 MiB blocks ran 2x
  * slower with 27% more peak RSS); and so does a look that found no reuse. */
@@ -547,6 +547,8 @@ static void large_yield(hak_tls_t *t)
     for (unsigned c = 0; c < HAK_NCLASS; c++)
         if (class_is_large(c))
             partial_release_empty(t, c);
+    hak_heap_rec_t *r = t->rec;
+    large_budget_set(r, r->large_budget / 2 >= LARGE_BUDGET_MIN ? r->large_budget / 2 : 0);
 }
 
 /* Every LARGE_LOOK_REFILLS refills, at least HAKMEM_RETAIN_MS apart: a cache
@@ -559,10 +561,8 @@ static void large_look(hak_tls_t *t)
     if (now - r->large_look_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS))
         return;
     r->large_look_ms = now;
-    if (r->large_hits == 0 && r->large_kept > 0) {
+    if (r->large_hits == 0 && r->large_kept > 0)
         large_yield(t);
-        large_budget_set(r, r->large_budget / 2 >= LARGE_BUDGET_MIN ? r->large_budget / 2 : 0);
-    }
     r->large_hits = 0;
 }
 
@@ -624,10 +624,8 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
         large_grow(r);
     s = NULL;
     if (class_is_large(cls) && r->large_kept != 0 &&
-        (s = hak_pool_slab_alloc(cls, hak_heap_id(t), true)) == NULL) {
+        (s = hak_pool_slab_alloc(cls, hak_heap_id(t), true)) == NULL)
         large_yield(t);
-        large_budget_set(r, r->large_budget / 2 >= LARGE_BUDGET_MIN ? r->large_budget / 2 : 0);
-    }
     if (s == NULL)
         s = hak_pool_slab_alloc(cls, hak_heap_id(t), false);
     if (s == NULL)

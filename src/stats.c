@@ -211,6 +211,7 @@ typedef struct {
     struct hak_class_stats cls[HAK_NCLASS];
     heap_fig_t heap[HEAPS_MAX + 1]; /* the last: every heap beyond HEAPS_MAX      */
     size_t nheap, heaps_beyond;
+    size_t large_kept;              /* bytes of Large slabs kept in heaps' caches */
 } walk_t;
 
 static void walk_slab(hak_slab_t *s, void *arg)
@@ -237,23 +238,11 @@ static void walk_slab(hak_slab_t *s, void *arg)
     w->heap[h].slabs++;
     w->heap[h].slab_bytes += bytes;
     w->heap[h].in_use += out * s->bsize;
-}
-
-/* Bytes of the Large slabs kept in heaps' caches: a Large slab is on a
- * partial list only while kept (heap.c).  Summed by a walk, not counted
- * where slabs are kept: a shared counter there would be the very cache
- * line the cache keeps threads from contending for. */
-static void walk_kept(hak_slab_t *s, void *arg)
-{
+    /* A Large slab is on a partial list only while kept (heap.c): counted
+     * here, not where slabs are kept, where a shared counter would be the
+     * very cache line the cache keeps threads from contending for. */
     if (s->bsize > HAK_MID_MAX && __atomic_load_n(&s->list, __ATOMIC_RELAXED) == HAK_LIST_PARTIAL)
-        *(size_t *)arg += s->bsize;
-}
-
-static size_t large_kept_bytes(void)
-{
-    size_t kept = 0;
-    hak_pool_walk(walk_kept, &kept);
-    return kept;
+        w->large_kept += s->bsize;
 }
 
 static void walk(walk_t *w)
@@ -326,7 +315,7 @@ static void put_permille(hak_msg_t *m, unsigned long v)
 #define HEAPS_SHOWN 8
 
 /* Everything both reports say, gathered once: the figures in one table
- * (the text's label, the JSON key, whether it is a peak), then the walk. */
+ * (the text's label, the JSON key, whether it is a peak), after the walk. */
 #define REPORT_ROWS 32
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
@@ -342,6 +331,8 @@ static void gather(report_t *r)
     hak_stats_peaks(&pk);
     hak_stats_adaptive(&ad);
     const struct hak_stats *st = &r->st;
+    walk(&r->w);
+    sort_heaps(&r->w);
     size_t i = 0;
 #define ROW(label_, key_, v_, peak_) \
     r->row[i].label = label_, r->row[i].key = key_, r->row[i].v = v_, r->row[i++].peak = peak_
@@ -360,7 +351,7 @@ static void gather(report_t *r)
     ROW("remote batches", "remote_batches", hak_stat_read(HAK_STAT_REMOTE_BATCHES), false);
     ROW("remote drains", "remote_drains", hak_stat_read(HAK_STAT_REMOTE_DRAINS), false);
     ROW("large cache reuses", "large_reused", hak_stat_read(HAK_STAT_LARGE_REUSED), false);
-    ROW("large cache kept bytes", "large_kept_bytes", large_kept_bytes(), false);
+    ROW("large cache kept bytes", "large_kept_bytes", r->w.large_kept, false);
     ROW("large cache budget changes", "large_budget_changes",
         atomic_load(&hak_stat[HAK_STAT_LARGE_BUDGET_CHANGES]), false);
     ROW("threads started", "threads_started", st->threads_started, false);
@@ -380,8 +371,6 @@ static void gather(report_t *r)
     ROW("peak huge in-use bytes", "huge_in_use", pk.huge_in_use, true);
 #undef ROW
     hak_assert(i == REPORT_ROWS);
-    walk(&r->w);
-    sort_heaps(&r->w);
 }
 
 void hak_stats_print(int fd)

@@ -101,21 +101,7 @@ char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_
 #define FULL_PAGES   (~(uint64_t)0)
 
 static hak_lock_t pool_lock;
-static _Atomic uint64_t pool_waits;       /* takes of pool_lock that found it held */
-
-/* pool_lock, counting the takes that found it held: the Large cache grows
- * only while the pool is contended (heap.c, large_grow). */
-static void pool_lock_take(void)
-{
-    int free_ = 0;
-    if (!atomic_compare_exchange_strong_explicit(&pool_lock.held, &free_, 1, memory_order_acquire,
-                                                 memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&pool_waits, 1, memory_order_relaxed);
-        hak_lock_slow(&pool_lock);
-    }
-}
-
-uint64_t hak_pool_waits(void) { return atomic_load_explicit(&pool_waits, memory_order_relaxed); }
+uint64_t hak_pool_waits(void) { return atomic_load_explicit(&pool_lock.waits, memory_order_relaxed); }
 /* The pool's record of a SuperSlab, apart from it: the pool walks the
  * records of the SuperSlabs with free pages for every slab it hands out, and
  * fields in the headers (4 MiB apart: one cache set, one TLB entry each)
@@ -164,7 +150,7 @@ uint64_t hak_retain_ms(void) { return retain_ms(); }
 
 /* Raises the retention to at least twice age_ms (up to the longest): the
  * pages released that long after their free were wanted again. */
-static void retain_cover(uint64_t age_ms)
+void hak_retain_regret(uint64_t age_ms)
 {
     uint64_t base = (uint64_t)hak_option(HAK_OPT_RETAIN_MS);
     unsigned before = shift_now(), shift = before;
@@ -176,12 +162,12 @@ static void retain_cover(uint64_t age_ms)
         hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
 }
 
-void hak_retain_regret(uint64_t age_ms) { retain_cover(age_ms); }
 
 #define LOCK_SPINS 256   /* pauses before sleeping: a few microseconds */
 
 void hak_lock_slow(hak_lock_t *l)
 {
+    atomic_fetch_add_explicit(&l->waits, 1, memory_order_relaxed);
     for (unsigned spins = 0; spins < LOCK_SPINS; spins++) {
         int free_ = 0;
         if (atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
@@ -316,7 +302,7 @@ static void watch_take(size_t k, uint64_t now)
     watch.regretted += k;
     if (watch.regretted * 2 < watch.purged)
         return;
-    retain_cover(now - watch.start + retain_ms());
+    hak_retain_regret(now - watch.start + retain_ms());
     watch.purged = watch.regretted = 0;
 }
 
@@ -463,7 +449,7 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner, bool resident_onl
     unsigned k = hak_classes[cls].pages;
     hak_superslab_t *ss;
     int first = -1;
-    pool_lock_take();
+    hak_lock(&pool_lock);
     /* Free pages still resident first: they cost no page faults and no RSS
      * that other free pages do not already cost. */
     pool_rec_t *r = NULL;
@@ -519,7 +505,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     hak_superslab_t *ss = hak_ss_of(s);
     unsigned first = (unsigned)(s - ss->slabs), k = s->npages;
     uint64_t m = run_mask(first, k);
-    pool_lock_take();
+    hak_lock(&pool_lock);
     pool_rec_t *r = ss->pool;
     hak_assert(s->state == HAK_SLAB_ACTIVE && (r->used_pages & m) == m &&
                atomic_load(&s->owner) == HAK_OWNER_DYING);
@@ -546,7 +532,7 @@ void hak_pool_slab_free(hak_slab_t *s)
 uint64_t hak_pool_release(void)
 {
     uint64_t next = HAK_NEVER;
-    pool_lock_take();
+    hak_lock(&pool_lock);
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
     size_t dirty_before = dirty_bytes;
     watch_learn(now);
@@ -567,7 +553,7 @@ uint64_t hak_pool_release(void)
  * use for slabs and Huge blocks alike (a mixed Large and Huge churn). */
 void hak_pool_yield_room(size_t bytes)
 {
-    pool_lock_take();
+    hak_lock(&pool_lock);
     if (hak_now_ms() - last_take_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS)) {
         hak_unlock(&pool_lock);
         return;
@@ -585,14 +571,14 @@ void hak_pool_yield_room(size_t bytes)
 
 int hak_pool_trim(void)
 {
-    pool_lock_take();
+    hak_lock(&pool_lock);
     size_t before = dirty_bytes;
     purge_old(hak_now_ms(), 0, true);
     hak_unlock(&pool_lock);
     return before != 0;
 }
 
-void hak_pool_lock_all(void) { pool_lock_take(); }
+void hak_pool_lock_all(void) { hak_lock(&pool_lock); }
 
 void hak_pool_unlock_all(bool child)
 {
@@ -614,7 +600,7 @@ void hak_pool_visit(hak_slab_visitor fn, void *arg)
 
 void hak_pool_walk(hak_slab_visitor fn, void *arg)
 {
-    pool_lock_take();
+    hak_lock(&pool_lock);
     hak_pool_visit(fn, arg);
     hak_unlock(&pool_lock);
 }
@@ -623,7 +609,7 @@ void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
                       size_t *slabs, size_t *in_use)
 {
     size_t c = 0, n_ss = 0, n_slabs = 0, bytes = 0;
-    pool_lock_take();
+    hak_lock(&pool_lock);
     for (hak_superslab_t *ss = all_head; ss; ss = ss->all_next) {
         c += HAK_PAGE_SIZE;   /* header page */
         c += (size_t)__builtin_popcountll((ss->pool->used_pages | ss->pool->dirty_pages) & ~(uint64_t)1) * HAK_PAGE_SIZE;

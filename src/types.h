@@ -307,7 +307,10 @@ static inline bool hak_slab_boundary(const hak_slab_t *s, const void *p)
  * one).  Waiters spin a little, then sleep in the kernel: yielding instead
  * left a waiter off the CPU for a whole time slice when threads outnumber
  * cores (rptest at 4 threads on 2 cores: ~1000 yields a run). */
-typedef struct { _Atomic int held; } hak_lock_t;
+typedef struct {
+    _Atomic int held;
+    _Atomic uint64_t waits;     /* takes that found it held (the Large cache: heap.c) */
+} hak_lock_t;
 HAK_HIDDEN void hak_lock_slow(hak_lock_t *l);
 HAK_HIDDEN void hak_lock_wake(hak_lock_t *l);
 static inline void hak_lock(hak_lock_t *l)
