@@ -91,6 +91,16 @@ void hak_os_purge(void *p, size_t size)
     hak_stat_add(HAK_STAT_OS_PURGES, 1);
 }
 
+/* Whether the kernel may back [p, p + size) with transparent huge pages
+ * (2 MiB): one fault and one zeroing instead of 512.  With THP in its
+ * "madvise" mode (Debian's default) nothing is huge unless asked; "never"
+ * ignores the request. */
+void hak_os_huge_pages(void *p, size_t size, bool on)
+{
+    if (size != 0)
+        madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
 /* Grows the mapping [p, p + old_size) in place, if the address space above
  * it is free. */
 bool hak_os_grow(void *p, size_t old_size, size_t new_size)

@@ -465,6 +465,7 @@ HAK_HIDDEN int hak_class_for_aligned(size_t n, size_t align);
 HAK_HIDDEN void *hak_os_map(size_t size, bool reserve_only);
 HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
 HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
+HAK_HIDDEN void  hak_os_huge_pages(void *p, size_t size, bool on);
 HAK_HIDDEN void *hak_os_map_aligned(size_t size, size_t align, size_t offset, bool reserve_only);
 HAK_HIDDEN bool  hak_os_grow(void *p, size_t old_size, size_t new_size);
 HAK_HIDDEN bool  hak_os_move(void *p, size_t old_size, void *to, size_t new_size);
@@ -687,6 +688,9 @@ HAK_HIDDEN void hak_init(void);
     X(LARGE_CACHE_MB, "HAKMEM_LARGE_CACHE_MB", NUM, 0, 0, 1048576,                 \
       "MiB of emptied Large slabs each thread keeps for its next Large mallocs "    \
       "(0: learned, grown while the page pool's lock is contended, up to 16)")      \
+    X(HUGE_PAGES, "HAKMEM_HUGE_PAGES", NUM, 1, 0, 1,                               \
+      "1: the 2 MiB pages wholly inside a Huge block may be transparent huge "      \
+      "pages (one page fault instead of 512); 0: 4 KiB pages only")                 \
     X(STATS, "HAKMEM_STATS", NUM, 0, 0, 2,                                         \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", NUM, 0, 0, 1,                                         \

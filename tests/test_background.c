@@ -34,6 +34,14 @@
  *      zero, no two live blocks share a byte; once a thread works on small
  *      blocks only for longer than a retention, its cache goes to the pool,
  *      and a thread's exit gives the pool the rest.
+ *   n. Huge blocks on transparent huge pages: the 2 MiB pages wholly inside
+ *      a Huge block are flagged for them (VmFlags "hg" in /proc/self/smaps),
+ *      the rest of its mapping is not, also once a block reuses a cached
+ *      mapping that held a bigger one; writing a 14 MiB block faults in a
+ *      handful of pages where the kernel grants huge pages (3584 without);
+ *      realloc grows such a block with mremap (one VMA: the flags must
+ *      not split the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing
+ *      flagged.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -699,6 +707,97 @@ static void run_forked(const char *label, void (*fn)(void))
     CHECK(st == 0, "%s: child status %d%s", label, st, st == 128 + SIGALRM ? " (deadlock: alarm)" : "");
 }
 
+/* 1 if the mapping holding address a may have transparent huge pages
+ * (MADV_HUGEPAGE: "hg" among its VmFlags), 0 if not, -1 if not found. */
+static int vma_huge_flag(const void *a)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    bool inside = false;
+    int flag = -1;
+    while (flag < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)a >= lo && (uintptr_t)a < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            flag = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return flag;
+}
+
+/* "[madvise]" or "[always]": the kernel grants huge pages where asked. */
+static bool thp_available(void)
+{
+    char buf[128] = "";
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    return strstr(buf, "[madvise]") || strstr(buf, "[always]");
+}
+
+/* The figure of the row "name: N" of hak_stats_print's report, or -1. */
+static long stats_row(const char *name)
+{
+    int fd = memfd_create("stats", 0);
+    if (fd < 0)
+        return -1;
+    hak_stats_print(fd);
+    char buf[16384];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    const char *row = strstr(buf, name);
+    return row ? strtol(row + strlen(name), NULL, 10) : -1;
+}
+
+/* n: Huge blocks' mappings flagged for huge pages (on) or not at all. */
+static int huge_pages(bool on)
+{
+    size_t n = 14 * MiB;
+    char *p = malloc(n);
+    CHECK(p != NULL, "malloc(%zu)", n);
+    long before = minor_faults();
+    memset(p, 1, n);
+    long faults = minor_faults() - before;
+    int inner = vma_huge_flag(p + n / 2), tail = vma_huge_flag(p + n - 1);
+    CHECK(inner == on && tail == 0, "a 14 MiB block's middle is flagged %d, its end %d (want %d, 0)",
+          inner, tail, on);
+    if (on && thp_available())
+        CHECK(faults < 512, "writing a 14 MiB block faulted in %ld pages", faults);
+    /* The same mapping again (cached), for a block that ends 8 MiB sooner:
+     * what lay inside the last block but not this one is no longer flagged. */
+    /* Grown by mremap, which takes one VMA only, not copied. */
+    long remaps = stats_row("os remaps:");
+    p = realloc(p, n + 6 * MiB);
+    CHECK(p != NULL && p[0] == 1 && p[n - 1] == 1, "realloc to %zu lost the block", n + 6 * MiB);
+    CHECK(stats_row("os remaps:") == remaps + 1, "realloc of a Huge block: %ld mremap calls, want 1",
+          stats_row("os remaps:") - remaps);
+    memset(p + n, 1, 6 * MiB);
+    CHECK(vma_huge_flag(p + n) == on && vma_huge_flag(p + n + 6 * MiB - 1) == 0,
+          "the grown block is flagged %d in its new part, %d at its end", vma_huge_flag(p + n),
+          vma_huge_flag(p + n + 6 * MiB - 1));
+    free(p);
+    char *q = malloc(6 * MiB);
+    CHECK(q != NULL, "malloc(6 MiB)");
+    int q_inner = vma_huge_flag(q + MiB), q_end = vma_huge_flag(q + 6 * MiB - 1);
+    CHECK(q_inner == on && q_end == 0, "a 6 MiB block (%s) is flagged %d in its middle, %d at its end",
+          q == p ? "from the cache" : "a fresh mapping", q_inner, q_end);
+    memset(q, 2, 6 * MiB);
+    printf("n. HAKMEM_HUGE_PAGES=%d: a 14 MiB block flagged for huge pages %s, written with %ld page "
+           "faults (THP %s), grown by mremap; a 6 MiB block %s: flagged %s, its end not\n",
+           on, on ? "inside, not at its end" : "nowhere", faults,
+           thp_available() ? "available" : "off on this system", q == p ? "from the cache" : "mapped",
+           on ? "inside" : "nowhere");
+    free(q);
+    return on ? 0 : test_done("test_background (HAKMEM_HUGE_PAGES=0)");
+}
+
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
     fflush(stdout);
@@ -750,6 +849,8 @@ int main(int argc, char **argv)
         return pause_resume();
     if (argc > 1 && strcmp(argv[1], "--huge-expiry") == 0)
         return huge_expiry();
+    if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
+        return huge_pages(false);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
         large_fixed = true;
         large_cache_yields();
@@ -778,6 +879,7 @@ int main(int argc, char **argv)
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
     run_forked("g. dlopen/fork", no_deadlock);
+    huge_pages(true);
     for (int i = 0; i < 5; i++)
         run_forked("h. exit() from 4 threads at once", exits_at_once);
     printf("h. exit() from 4 threads at once, 5 times: every process ended with status 0\n");
@@ -788,5 +890,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--pause", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--large-cache", "HAKMEM_LARGE_CACHE_MB=16");
     run_env_child(argv[0], "--huge-expiry", "HAKMEM_RETAIN_MS=50");
+    run_env_child(argv[0], "--no-huge-pages", "HAKMEM_HUGE_PAGES=0");
     return test_done("test_background");
 }
