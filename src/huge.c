@@ -325,8 +325,9 @@ size_t hak_huge_cache_cap(void)
 /* A cached mapping of need bytes (whole chunks), or NULL.  The smallest that
  * holds need, its spare chunks left in the cache as a mapping of their own
  * (their resident pages stay of use); else the largest, grown to need, so
- * that only the difference is faulted in.  *got: its size. */
-static char *cache_take(size_t need, size_t *got)
+ * that only the difference is faulted in.  *got: its size; *held: how many
+ * of its first bytes the cache held (the rest, grown, reads as zero). */
+static char *cache_take(size_t need, size_t *got, size_t *held)
 {
     hak_lock(&hak_huge_lock);
     cache_expire(false);
@@ -361,6 +362,7 @@ static char *cache_take(size_t need, size_t *got)
         size = need;
     }
     hak_unlock(&hak_huge_lock);
+    *held = size < need ? size : need;
     if (size < need) {
         char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0);
         if (grown == NULL) {
@@ -461,10 +463,15 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     size_t map_size = round_up(off + (n ? n : 1), HAK_SS_SIZE);
     char *h = NULL;
     size_t need = map_size;
-    if (off == 64 && (h = cache_take(need, &map_size)) != NULL) {
-        huge_pages_mark(h, off, n, map_size, false);
+    size_t held;
+    if (off == 64 && (h = cache_take(need, &map_size, &held)) != NULL) {
+        /* calloc: what the cache held is zeroed here, what a growth added
+         * is zero untouched and, as a fresh mapping's, left on small pages
+         * (below). */
+        size_t dirty = zero && held - off < n ? held - off : n;
+        huge_pages_mark(h, off, dirty, map_size, false);
         if (zero)
-            memset(h + off, 0, n);  /* a fresh mapping would be zero already */
+            memset(h + off, 0, dirty);
         /* A bigger mapping than needed: the block may grow into it later
          * (realloc in place); its unused pages leave RSS now. */
         if (map_size > need)
@@ -475,7 +482,11 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
                 : hak_region_map_new(map_size, HAK_SS_SIZE, 0, false, HAK_REGION_HUGE_BODY);
         if (h == NULL)
             return NULL;
-        huge_pages_mark(h, off, n, map_size, true);
+        /* Not for calloc: a fresh mapping is zero untouched, and a program
+         * that callocs a big table it uses sparsely would have every page
+         * it touches backed by 2 MiB. */
+        if (!zero)
+            huge_pages_mark(h, off, n, map_size, true);
         hak_pool_yield_room(map_size);
     }
     huge_hdr_t *hdr = (huge_hdr_t *)h;

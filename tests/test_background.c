@@ -39,7 +39,9 @@
  *      the rest of its mapping is not, also once a block reuses a cached
  *      mapping that held a bigger one; writing a 14 MiB block faults in a
  *      handful of pages where the kernel grants huge pages (3584 without);
- *      realloc grows such a block with mremap (one VMA: the flags must
+ *      a 200 MiB calloc'd block is not flagged where it is fresh (it may be
+ *      used sparsely), reads as zero and is not made resident (a cached
+ *      mapping grown for it is zeroed only where it was held); realloc grows such a block with mremap (one VMA: the flags must
  *      not split the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing
  *      flagged.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
@@ -795,6 +797,16 @@ static int huge_pages(bool on)
            thp_available() ? "available" : "off on this system", q == p ? "from the cache" : "mapped",
            on ? "inside" : "nowhere");
     free(q);
+    /* calloc from a fresh mapping: left on small pages (sparse tables). */
+    size_t rss0 = rss();
+    char *z = calloc(1, 200 * MiB);
+    size_t grew = rss() - rss0;
+    CHECK(z != NULL && vma_huge_flag(z + 100 * MiB) == 0, "a fresh 200 MiB calloc'd block is flagged %d",
+          z ? vma_huge_flag(z + 100 * MiB) : -1);
+    CHECK(grew < 32 * MiB, "calloc(200 MiB) made %zu MiB resident", grew / MiB);
+    for (size_t at = 0; z != NULL && at < 200 * MiB; at += 3 * MiB + 4095)
+        CHECK(z[at] == 0, "calloc'd byte %zu is %d", at, z[at]);
+    free(z);
     return on ? 0 : test_done("test_background (HAKMEM_HUGE_PAGES=0)");
 }
 
