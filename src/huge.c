@@ -220,8 +220,6 @@ static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool
     if (!hak_option(HAK_OPT_HUGE_PAGES))
         return;
     size_t from = off & ~(THP_SIZE - 1), to = (off + n) & ~(THP_SIZE - 1);
-    if (to < from)
-        to = from;
     /* The flags split the mapping into VMAs, which join again for mremap
      * (mapping_grow) only if they share one anon_vma: the kernel gives a
      * VMA its anon_vma at its first written page, so one is written before

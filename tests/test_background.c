@@ -41,9 +41,9 @@
  *      handful of pages where the kernel grants huge pages (3584 without);
  *      a 200 MiB calloc'd block is not flagged where it is fresh (it may be
  *      used sparsely), reads as zero and is not made resident (a cached
- *      mapping grown for it is zeroed only where it was held); realloc grows such a block with mremap (one VMA: the flags must
- *      not split the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing
- *      flagged.
+ *      mapping grown for it is zeroed only where it was held); realloc
+ *      grows such a block with mremap (one VMA: the flags must not split
+ *      the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing flagged.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -743,21 +743,6 @@ static bool thp_available(void)
     return strstr(buf, "[madvise]") || strstr(buf, "[always]");
 }
 
-/* The figure of the row "name: N" of hak_stats_print's report, or -1. */
-static long stats_row(const char *name)
-{
-    int fd = memfd_create("stats", 0);
-    if (fd < 0)
-        return -1;
-    hak_stats_print(fd);
-    char buf[16384];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    const char *row = strstr(buf, name);
-    return row ? strtol(row + strlen(name), NULL, 10) : -1;
-}
-
 /* n: Huge blocks' mappings flagged for huge pages (on) or not at all. */
 static int huge_pages(bool on)
 {
@@ -772,19 +757,19 @@ static int huge_pages(bool on)
           inner, tail, on);
     if (on && thp_available())
         CHECK(faults < 512, "writing a 14 MiB block faulted in %ld pages", faults);
-    /* The same mapping again (cached), for a block that ends 8 MiB sooner:
-     * what lay inside the last block but not this one is no longer flagged. */
     /* Grown by mremap, which takes one VMA only, not copied. */
-    long remaps = stats_row("os remaps:");
+    long remaps = stat_json("os_remaps");
     p = realloc(p, n + 6 * MiB);
     CHECK(p != NULL && p[0] == 1 && p[n - 1] == 1, "realloc to %zu lost the block", n + 6 * MiB);
-    CHECK(stats_row("os remaps:") == remaps + 1, "realloc of a Huge block: %ld mremap calls, want 1",
-          stats_row("os remaps:") - remaps);
+    CHECK(stat_json("os_remaps") == remaps + 1, "realloc of a Huge block: %ld mremap calls, want 1",
+          stat_json("os_remaps") - remaps);
     memset(p + n, 1, 6 * MiB);
     CHECK(vma_huge_flag(p + n) == on && vma_huge_flag(p + n + 6 * MiB - 1) == 0,
           "the grown block is flagged %d in its new part, %d at its end", vma_huge_flag(p + n),
           vma_huge_flag(p + n + 6 * MiB - 1));
     free(p);
+    /* The same mapping again (cached), for a block that ends sooner: what
+     * lay inside the last block but not this one is no longer flagged. */
     char *q = malloc(6 * MiB);
     CHECK(q != NULL, "malloc(6 MiB)");
     int q_inner = vma_huge_flag(q + MiB), q_end = vma_huge_flag(q + 6 * MiB - 1);
