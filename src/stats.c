@@ -316,7 +316,7 @@ static void put_permille(hak_msg_t *m, unsigned long v)
 
 /* Everything both reports say, gathered once: the figures in one table
  * (the text's label, the JSON key, whether it is a peak), after the walk. */
-#define REPORT_ROWS 32
+#define REPORT_ROWS 34
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
     struct hak_stats st;
@@ -361,6 +361,9 @@ static void gather(report_t *r)
     ROW("background released bytes", "background_released", ad.released_bytes, false);
     ROW("free page retention ms", "retain_ms", ad.retain_ms, false);
     ROW("retention changes", "retain_changes", ad.retain_changes, false);
+    ROW("free page cap bytes", "dirty_cap", hak_pool_dirty_cap(), false);
+    ROW("free page cap changes", "dirty_cap_changes",
+        atomic_load(&hak_stat[HAK_STAT_DIRTY_CAP_CHANGES]), false);
     ROW("huge cache capacity bytes", "huge_cache_cap", ad.huge_cache_cap, false);
     ROW("huge cache capacity changes", "huge_cache_changes", ad.huge_cache_changes, false);
     ROW("huge cache reuses", "huge_reused", ad.huge_reused, false);

@@ -11,7 +11,8 @@
  * Free pages stay resident ("dirty") while their SuperSlab is busy, so that
  * a slab freed and needed again soon costs no page faults; a SuperSlab whose
  * slabs have not been freed for HAKMEM_RETAIN_MS has its free pages purged,
- * and beyond DIRTY_MAX of free pages everything free is purged at once.
+ * and beyond a cap (DIRTY_MAX to start with) everything free is purged at
+ * once.
  * Purges happen when slabs are freed and in the background thread, never
  * when one is taken: a program taking slabs after a pause is about to reuse
  * those very pages (resident pages are handed out first), and purging them
@@ -31,7 +32,14 @@
  * (doublings of HAKMEM_RETAIN_MS, up to RETAIN_SHIFT_MAX) to twice the age
  * the pages would have had at their reuse; and the empty-SuperSlab allowance
  * stops purging at once.  A watch as long as the longest retention with
- * little regret halves it again.  DIRTY_MAX bounds what is kept regardless.
+ * little regret halves it again.  Purges by the cap are watched the same way:
+ * the cap counts whole free pages, of which a program that writes a little
+ * of each big block (a buffer sized for the worst case) has few resident,
+ * so where the program takes back what the cap purged, the cap grows to
+ * twice the free pages those purges found (up to CAP_SHIFT_MAX doublings);
+ * a watch as long as the longest retention with little regret halves it.
+ * (Asking the kernel what is resident, mincore, costs 1.7 us a slab here,
+ * more than the purges it would spare.)
  * An empty SuperSlab's purge takes its descriptor pages too.
  */
 #include <errno.h>
@@ -96,7 +104,7 @@ char *hak_region_map_new(size_t size, size_t align, size_t offset, bool reserve_
 }
 
 #define ARENA_MAX    (16 * HAK_SS_SIZE)
-#define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much */
+#define DIRTY_MAX    ((size_t)64 << 20)   /* purge at once beyond this much: the cap's start */
 #define RETAIN_EMPTY 4                    /* empty SuperSlabs kept resident  */
 #define FULL_PAGES   (~(uint64_t)0)
 
@@ -138,11 +146,16 @@ static uint64_t resume_ms;                /* the first after a pause: see pool_c
 /* retention = HAKMEM_RETAIN_MS << this.  Atomic: the Huge cache reads it and
  * raises it without the pool's lock (hak_retain_ms, hak_retain_regret). */
 static _Atomic unsigned retain_shift;
-static struct {
+typedef struct {
     uint64_t start;                       /* the first purge watched            */
-    size_t purged, regretted;             /* pages purged by retention, taken back */
+    size_t purged, regretted;             /* pages purged, taken back clean since */
     size_t level;                         /* slab + dirty pages before the purges */
-} watch;
+    size_t dirty;                         /* the most dirty pages before one    */
+} purge_watch_t;
+static purge_watch_t watch;               /* purges by retention                */
+static purge_watch_t cap_watch;           /* purges past the cap                */
+#define CAP_SHIFT_MAX 6                   /* the cap up to 64 x DIRTY_MAX       */
+static _Atomic unsigned cap_shift;        /* cap = DIRTY_MAX << this; the report reads it */
 
 static unsigned shift_now(void) { return atomic_load_explicit(&retain_shift, memory_order_relaxed); }
 static uint64_t retain_ms(void) { return (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << shift_now(); }
@@ -276,18 +289,48 @@ static void ss_purge(hak_superslab_t *ss)
         hak_os_purge(ss, sizeof ss->slabs);
 }
 
-/* A purge by retention of ss (not by DIRTY_MAX or trim): watched for regret. */
-static void purge_watched(hak_superslab_t *ss, uint64_t now)
+static unsigned cap_shift_now(void) { return atomic_load_explicit(&cap_shift, memory_order_relaxed); }
+static size_t dirty_cap(void) { return DIRTY_MAX << cap_shift_now(); }
+size_t hak_pool_dirty_cap(void) { return dirty_cap(); }
+
+/* A purge of ss by retention or the cap (not by trim), watched by w for
+ * regret. */
+static void purge_watched(purge_watch_t *w, hak_superslab_t *ss, uint64_t now)
 {
     size_t before = dirty_bytes / HAK_PAGE_SIZE;
-    if (watch.purged == 0) {
-        watch.start = now;
-        watch.level = 0;
+    if (w->purged == 0) {
+        w->start = now;
+        w->level = w->dirty = 0;
     }
-    if (watch.level < slab_pages + before)
-        watch.level = slab_pages + before;
+    if (w->level < slab_pages + before)
+        w->level = slab_pages + before;
+    if (w->dirty < before)
+        w->dirty = before;
     ss_purge(ss);
-    watch.purged += before - dirty_bytes / HAK_PAGE_SIZE;
+    w->purged += before - dirty_bytes / HAK_PAGE_SIZE;
+}
+
+/* k clean pages taken: whether w's purges are now regretted (the program,
+ * not grown past where it was, took back half of what they purged). */
+static bool watch_regret(purge_watch_t *w, size_t k)
+{
+    if (w->purged == 0 || slab_pages > w->level)
+        return false;
+    w->regretted += k;
+    if (w->regretted * 2 < w->purged)
+        return false;
+    w->purged = w->regretted = 0;
+    return true;
+}
+
+/* A watch as long as horizon: whether it saw little regret. */
+static bool watch_quiet(purge_watch_t *w, uint64_t now, uint64_t horizon)
+{
+    if (w->purged == 0 || now - w->start < horizon)
+        return false;
+    bool quiet = w->regretted * 8 < w->purged;
+    w->purged = w->regretted = 0;
+    return quiet;
 }
 
 /* k clean pages taken.  Regret, if a watch is open and the program has not
@@ -296,14 +339,20 @@ static void purge_watched(hak_superslab_t *ss, uint64_t now)
  * one retention old when purged). */
 static void watch_take(size_t k, uint64_t now)
 {
-    if (k == 0 || watch.purged == 0 || slab_pages > watch.level ||
-        atomic_load_explicit(&hak_bg_state, memory_order_relaxed) != HAK_BG_RUNNING)
+    if (k == 0 || atomic_load_explicit(&hak_bg_state, memory_order_relaxed) != HAK_BG_RUNNING)
         return;
-    watch.regretted += k;
-    if (watch.regretted * 2 < watch.purged)
-        return;
-    hak_retain_regret(now - watch.start + retain_ms());
-    watch.purged = watch.regretted = 0;
+    uint64_t start = watch.start;
+    if (watch_regret(&watch, k))
+        hak_retain_regret(now - start + retain_ms());
+    size_t dirty = cap_watch.dirty * HAK_PAGE_SIZE;
+    unsigned shift = cap_shift_now();
+    if (watch_regret(&cap_watch, k) && shift < CAP_SHIFT_MAX) {
+        do                              /* to twice what the regretted purges found */
+            shift++;
+        while (shift < CAP_SHIFT_MAX && DIRTY_MAX << shift < 2 * dirty);
+        atomic_store_explicit(&cap_shift, shift, memory_order_relaxed);
+        hak_stat_add(HAK_STAT_DIRTY_CAP_CHANGES, 1);
+    }
 }
 
 /* A watch as long as the longest retention, with little regret, halves the
@@ -311,13 +360,14 @@ static void watch_take(size_t k, uint64_t now)
 static void watch_learn(uint64_t now)
 {
     uint64_t horizon = (uint64_t)hak_option(HAK_OPT_RETAIN_MS) << RETAIN_SHIFT_MAX;
-    if (watch.purged == 0 || now - watch.start < horizon)
-        return;
-    if (watch.regretted * 8 < watch.purged && shift_now() > 0) {
+    if (watch_quiet(&watch, now, horizon) && shift_now() > 0) {
         atomic_fetch_sub_explicit(&retain_shift, 1, memory_order_relaxed);
         hak_stat_add(HAK_STAT_RETAIN_CHANGES, 1);
     }
-    watch.purged = watch.regretted = 0;
+    if (watch_quiet(&cap_watch, now, horizon) && cap_shift_now() > 0) {
+        atomic_fetch_sub_explicit(&cap_shift, 1, memory_order_relaxed);
+        hak_stat_add(HAK_STAT_DIRTY_CAP_CHANGES, 1);
+    }
 }
 
 /* A slab taken or freed at now.  After a pause of a retention or more (the
@@ -345,7 +395,7 @@ static void purge_old(uint64_t now, uint64_t since, bool all)
             if (all)
                 ss_purge(r->ss);
             else
-                purge_watched(r->ss, now);
+                purge_watched(&watch, r->ss, now);
         }
     }
 }
@@ -360,16 +410,19 @@ static void purge_extra_empty(uint64_t now)
         allow = RETAIN_EMPTY;
     for (pool_rec_t *r = avail_head; r && empty_dirty_count > allow; r = r->avail_next)
         if (r->empty_dirty)
-            purge_watched(r->ss, now);
+            purge_watched(&watch, r->ss, now);
 }
 
 static void maybe_purge(uint64_t now)
 {
     if (dirty_bytes == 0)
         return;
-    if (dirty_bytes > DIRTY_MAX)
-        purge_old(now, 0, true);
-    else if (now - last_purge_ms >= retain_ms() / 2)
+    if (dirty_bytes > dirty_cap()) {
+        last_purge_ms = now;
+        for (pool_rec_t *r = avail_head; r; r = r->avail_next)
+            if (r->dirty_pages)
+                purge_watched(&cap_watch, r->ss, now);
+    } else if (now - last_purge_ms >= retain_ms() / 2)
         purge_old(now, resume_ms, false);
 }
 
@@ -585,6 +638,7 @@ void hak_pool_unlock_all(bool child)
     if (child) {
         hak_lock_reset(&pool_lock);
         watch.purged = watch.regretted = 0;   /* the parent's purges are not the child's */
+        cap_watch.purged = cap_watch.regretted = 0;
     }
     else
         hak_unlock(&pool_lock);

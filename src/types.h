@@ -633,6 +633,7 @@ HAK_HIDDEN void hak_background_fork_child(void);
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
 HAK_HIDDEN uint64_t hak_retain_ms(void);            /* the learned retention, lock-free */
+HAK_HIDDEN size_t hak_pool_dirty_cap(void);         /* the learned cap on free pages kept */
 HAK_HIDDEN void hak_retain_regret(uint64_t age_ms); /* memory released that old was wanted */
 HAK_HIDDEN uint64_t hak_pool_waits(void);  /* takes of the pool's lock that waited */
 
@@ -729,6 +730,7 @@ enum {
     HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
     HAK_STAT_BG_RELEASED,           /* bytes the background thread released        */
     HAK_STAT_RETAIN_CHANGES, HAK_STAT_HUGE_CAP_CHANGES,
+    HAK_STAT_DIRTY_CAP_CHANGES,     /* the pool's cap on free pages raised or cut  */
     HAK_STAT_HUGE_REUSED, HAK_STAT_HUGE_REUSED_BYTES,
     /* Peaks, raised on the slow paths that change the figure: */
     HAK_STAT_PEAK_MAPPED, HAK_STAT_PEAK_COMMITTED, HAK_STAT_PEAK_IN_SLABS, HAK_STAT_PEAK_HUGE,

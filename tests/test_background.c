@@ -44,6 +44,11 @@
  *      mapping grown for it is zeroed only where it was held); realloc
  *      grows such a block with mremap (one VMA: the flags must not split
  *      the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing flagged.
+ *   o. HAKMEM_RETAIN_MS=10000: 160 blocks of 1 MiB, one page of each written,
+ *      freed and taken again, cycle after cycle: the free pages pass the
+ *      pool's 64 MiB cap and are purged, the program takes them back (page
+ *      faults), so the cap grows (the report's dirty_cap) and later cycles
+ *      fault nothing in.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -528,6 +533,48 @@ static int huge_expiry(void)
     return test_done("test_background (Huge expiry)");
 }
 
+/* o: run in a child with HAKMEM_RETAIN_MS=10000 (no purge by age).  Big
+ * blocks of which the program writes a page (a buffer sized for the worst
+ * case): 160 MiB of free pages counted, 640 KiB of them resident. */
+static int dirty_cap(void)
+{
+    enum { CYCLES = 5, N = 160, SIZE = 1 << 20 };
+    long faults[CYCLES], cap[CYCLES];
+    static char *blk[N];
+    start_background();
+    long cap0 = stat_json("dirty_cap"), changes0 = stat_json("dirty_cap_changes");
+    for (int c = 0; c < CYCLES; c++) {
+        long f0 = minor_faults();
+        for (int i = 0; i < N; i++) {
+            blk[i] = malloc(SIZE);
+            CHECK(blk[i] != NULL, "malloc(%d)", SIZE);
+            blk[i][100] = (char)c;
+        }
+        faults[c] = minor_faults() - f0;
+        for (int i = 0; i < N; i++)
+            free(blk[i]);
+        cap[c] = stat_json("dirty_cap") >> 20;
+    }
+    printf("o. 160 x 1 MiB, a page of each written, freed and taken again: page faults per "
+           "cycle");
+    for (int c = 0; c < CYCLES; c++)
+        printf(" %ld", faults[c]);
+    printf("; cap MiB");
+    for (int c = 0; c < CYCLES; c++)
+        printf(" %ld", cap[c]);
+    printf("\n");
+    CHECK(threads() == 2, "%ld threads: the background thread is not running", threads());
+    CHECK(cap0 == 64 << 20, "the cap starts at %ld bytes, not 64 MiB", cap0);
+    CHECK(faults[1] >= N / 2, "%ld page faults in the second cycle: the cap purged nothing "
+          "(the test needs it to)", faults[1]);
+    CHECK(cap[CYCLES - 1] > 64 && stat_json("dirty_cap_changes") > changes0,
+          "the cap stayed at %ld MiB: purged pages taken back did not raise it", cap[CYCLES - 1]);
+    CHECK(cap[CYCLES - 1] <= 64 * 64, "the cap is %ld MiB, beyond 64 times 64 MiB", cap[CYCLES - 1]);
+    CHECK(faults[CYCLES - 1] * 8 < faults[1], "page faults %ld in the last cycle, %ld in the second",
+          faults[CYCLES - 1], faults[1]);
+    return test_done("test_background (free page cap)");
+}
+
 /* A few slabs of 1 KiB blocks taken, all but the current one freed. */
 static void slabs_taken_and_freed(void **q, int n)
 {
@@ -846,6 +893,8 @@ int main(int argc, char **argv)
         return pause_resume();
     if (argc > 1 && strcmp(argv[1], "--huge-expiry") == 0)
         return huge_expiry();
+    if (argc > 1 && strcmp(argv[1], "--dirty-cap") == 0)
+        return dirty_cap();
     if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
         return huge_pages(false);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
@@ -888,5 +937,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--large-cache", "HAKMEM_LARGE_CACHE_MB=16");
     run_env_child(argv[0], "--huge-expiry", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--no-huge-pages", "HAKMEM_HUGE_PAGES=0");
+    run_env_child(argv[0], "--dirty-cap", "HAKMEM_RETAIN_MS=10000");
     return test_done("test_background");
 }
