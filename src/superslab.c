@@ -232,8 +232,9 @@ static void rec_runs(pool_rec_t *r)
 #ifdef HAK_DEBUG
 static bool rec_runs_true(const pool_rec_t *r)
 {
-    return r->run_free == longest_run(~r->used_pages) &&
-           r->run_dirty == longest_run(~r->used_pages & r->dirty_pages);
+    pool_rec_t fresh = *r;
+    rec_runs(&fresh);
+    return fresh.run_free == r->run_free && fresh.run_dirty == r->run_dirty;
 }
 #endif
 
@@ -420,18 +421,19 @@ static void pool_called(uint64_t now)
 }
 
 /* Purges the free pages of SuperSlabs that no slab has been freed into for
- * the retention, counted from since at the earliest (all: every one). */
-static void purge_old(uint64_t now, uint64_t since, bool all)
+ * the retention, counted from since at the earliest (all: every one);
+ * watched by w (NULL: a trim, not watched). */
+static void purge_old(uint64_t now, uint64_t since, bool all, purge_watch_t *w)
 {
     uint64_t retain = retain_ms();
     last_purge_ms = now;
     for (pool_rec_t *r = avail_head; r; r = r->avail_next) {
         uint64_t from = r->last_free_ms > since ? r->last_free_ms : since;   /* age counted from */
         if (r->dirty_pages && (all || now - from >= retain)) {
-            if (all)
+            if (w == NULL)
                 ss_purge(r->ss);
             else
-                purge_watched(&watch, r->ss, now);
+                purge_watched(w, r->ss, now);
         }
     }
 }
@@ -453,13 +455,10 @@ static void maybe_purge(uint64_t now)
 {
     if (dirty_bytes == 0)
         return;
-    if (dirty_bytes > dirty_cap()) {
-        last_purge_ms = now;
-        for (pool_rec_t *r = avail_head; r; r = r->avail_next)
-            if (r->dirty_pages)
-                purge_watched(&cap_watch, r->ss, now);
-    } else if (now - last_purge_ms >= retain_ms() / 2)
-        purge_old(now, resume_ms, false);
+    if (dirty_bytes > dirty_cap())
+        purge_old(now, 0, true, &cap_watch);
+    else if (now - last_purge_ms >= retain_ms() / 2)
+        purge_old(now, resume_ms, false, &watch);
 }
 
 /* A SuperSlab from the current arena, reserving a new arena if needed. */
@@ -630,7 +629,7 @@ uint64_t hak_pool_release(void)
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
     size_t dirty_before = dirty_bytes;
     watch_learn(now);
-    purge_old(now, 0, false);
+    purge_old(now, 0, false, &watch);
     hak_stat_add(HAK_STAT_BG_RELEASED, dirty_before - dirty_bytes);
     uint64_t retain = retain_ms();
     for (pool_rec_t *r = avail_head; r; r = r->avail_next)
@@ -667,7 +666,7 @@ int hak_pool_trim(void)
 {
     hak_lock(&pool_lock);
     size_t before = dirty_bytes;
-    purge_old(hak_now_ms(), 0, true);
+    purge_old(hak_now_ms(), 0, true, NULL);
     hak_unlock(&pool_lock);
     return before != 0;
 }

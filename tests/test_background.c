@@ -455,14 +455,16 @@ static void no_deadlock(void)
 }
 
 /* One line: what a cycled test did, page faults and retention per cycle. */
-static void print_cycles(const char *what, const long *faults, const long *retain, int n)
+/* One line: the page faults of each cycle, then what was learned after it. */
+static void print_cycles(const char *what, const long *faults, const char *learned,
+                         const long *value, int n)
 {
     printf("%s: page faults per cycle", what);
     for (int c = 0; c < n; c++)
         printf(" %ld", faults[c]);
-    printf("; retention ms");
+    printf("; %s", learned);
     for (int c = 0; c < n; c++)
-        printf(" %ld", retain[c]);
+        printf(" %ld", value[c]);
     printf("\n");
 }
 
@@ -481,7 +483,8 @@ static int learning(void)
         usleep(200000);                 /* 4 retentions: the first frees are purged */
         retain[c] = stat_json("retain_ms");
     }
-    print_cycles("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free", faults, retain, CYCLES);
+    print_cycles("e. HAKMEM_RETAIN_MS=50, 48 MiB back 200 ms after each free", faults,
+                 "retention ms", retain, CYCLES);
     struct hak_adaptive_stats ad;
     hak_stats_adaptive(&ad);
     CHECK(ad.retain_changes > 0 && (long)ad.retain_ms == retain[CYCLES - 1],
@@ -524,7 +527,7 @@ static int huge_expiry(void)
         retain[c] = stat_json("retain_ms");
     }
     print_cycles("m. HAKMEM_RETAIN_MS=50, a 12 MiB Huge block freed and taken back 200 ms later",
-                 faults, retain, CYCLES);
+                 faults, "retention ms", retain, CYCLES);
     CHECK(threads() == 2, "%ld threads: the background thread is not running", threads());
     CHECK(retain[CYCLES - 1] >= 400, "retention %ld ms: an expired Huge mapping wanted again 200 ms "
           "after its free did not lengthen it", retain[CYCLES - 1]);
@@ -555,14 +558,8 @@ static int dirty_cap(void)
             free(blk[i]);
         cap[c] = stat_json("dirty_cap") >> 20;
     }
-    printf("o. 160 x 1 MiB, a page of each written, freed and taken again: page faults per "
-           "cycle");
-    for (int c = 0; c < CYCLES; c++)
-        printf(" %ld", faults[c]);
-    printf("; cap MiB");
-    for (int c = 0; c < CYCLES; c++)
-        printf(" %ld", cap[c]);
-    printf("\n");
+    print_cycles("o. 160 x 1 MiB, a page of each written, freed and taken again", faults, "cap MiB",
+                 cap, CYCLES);
     CHECK(threads() == 2, "%ld threads: the background thread is not running", threads());
     CHECK(cap0 == 64 << 20, "the cap starts at %ld bytes, not 64 MiB", cap0);
     CHECK(faults[1] >= N / 2, "%ld page faults in the second cycle: the cap purged nothing "
