@@ -443,19 +443,21 @@ static void c_exit_corrupt(int fd)
 /* A write after free into the link of a block on a free list (malloc_trim
  * empties the quarantine onto the lists): the link must not be followed,
  * to a live block or to anywhere else. */
-static void corrupt_link(int fd, int to_live)
+enum { TO_LIVE, TO_STACK };
+static void corrupt_link(int fd, size_t n, int to)
 {
-    char *p = filled(64), *q = filled(64), *held = launder(p), here;
+    char *p = filled(n), *q = filled(n), *held = launder(p), here;
     free(p);
     malloc_trim(0);
     report_ptr(fd, held);
-    *(void **)launder(held) = to_live ? (void *)q : (void *)&here;
+    *(void **)launder(held) = to == TO_LIVE ? (void *)q : (void *)&here;
     for (int i = 0; i < 100000; i++)
-        (void)launder(malloc(64));
+        (void)launder(malloc(n));
     _exit(95);
 }
-static void c_link_live(int fd) { corrupt_link(fd, 1); }
-static void c_link_stack(int fd) { corrupt_link(fd, 0); }
+static void c_link_live(int fd) { corrupt_link(fd, 64, TO_LIVE); }
+static void c_link_stack(int fd) { corrupt_link(fd, 64, TO_STACK); }
+static void c_link_mid(int fd) { corrupt_link(fd, 5000, TO_LIVE); }
 static void c_of_huge_1(int fd) { overflow(fd, 8u << 20, 0); }
 static void c_of_tiny_1(int fd) { overflow(fd, 24, 0); }
 static void c_of_tiny_32(int fd) { overflow(fd, 24, 31); }
@@ -565,6 +567,7 @@ static const struct bad_case bad_cases[] = {
     { "overflow-huge-1", c_of_huge_1, "free", "buffer overflow", NULL, 1 },
     { "free-list-link-to-live-block", c_link_live, "malloc", "heap corruption (free list link modified)", NULL, 1 },
     { "free-list-link-to-stack", c_link_stack, "malloc", "heap corruption (free list link modified)", NULL, 1 },
+    { "free-list-link-mid", c_link_mid, "malloc", "heap corruption (free list link modified)", NULL, 1 },
     { "overflow-found-at-exit", c_exit_corrupt, "exit", "heap corruption", NULL, 1 },
 };
 #define NBAD (sizeof bad_cases / sizeof bad_cases[0])
