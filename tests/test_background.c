@@ -454,8 +454,8 @@ static void no_deadlock(void)
     CHECK(bad_children == 0, "%d children did not exit cleanly", bad_children);
 }
 
-/* One line: what a cycled test did, page faults and retention per cycle. */
-/* One line: the page faults of each cycle, then what was learned after it. */
+/* One line: what a cycled test did, the page faults of each cycle, then what
+ * was learned after it. */
 static void print_cycles(const char *what, const long *faults, const char *learned,
                          const long *value, int n)
 {
