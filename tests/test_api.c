@@ -443,6 +443,65 @@ static void test_realloc(void)
     CHECK(after < before + MiB, "free_sized/free_aligned_sized leak: in_use %zu -> %zu", before, after);
 }
 
+/* A Huge block grown by realloc over the Huge cache's mappings: into a
+ * cached mapping right above it (in place), and, with a live block above,
+ * copied into the cached mapping that holds the new size.  Both keep the
+ * block's bytes; the layout follows from the cache's rules (the smallest
+ * mapping that holds a block, its spare chunks split off above). */
+static void fill_check(unsigned char *p, size_t from, size_t to, unsigned char seed, int fill)
+{
+    for (size_t i = from; i < to; i += 4093)
+        if (fill)
+            p[i] = (unsigned char)(seed + i);
+        else if (p[i] != (unsigned char)(seed + i)) {
+            CHECK(0, "byte %zu of %p: %u, want %u", i, (void *)p, p[i], (unsigned char)(seed + i));
+            return;
+        }
+}
+
+static void test_huge_realloc_cached(void)
+{
+    long retain = 0;
+    hak_setting_get("HAKMEM_RETAIN_MS", &retain);
+    hak_setting_set("HAKMEM_RETAIN_MS", 600000);        /* nothing expires meanwhile */
+    hak_trim(0);                                        /* an empty cache */
+    unsigned char *z = hak_malloc(11 * MiB);            /* a 12 MiB mapping */
+    CHECK(z != NULL, "hak_malloc(11 MiB)");
+    hak_free(z);
+    unsigned char *x = hak_malloc(3 * MiB);             /* its first 4 MiB */
+    unsigned char *y = hak_malloc(7 * MiB);             /* the 8 MiB above x */
+    CHECK(x == z && y == z + 4 * MiB, "x %p, y %p from the cached mapping of %p",
+          (void *)x, (void *)y, (void *)z);
+    fill_check(x, 0, 3 * MiB, 7, 1);
+    hak_free(y);                                        /* cached again, right above x */
+    unsigned char *x2 = hak_realloc(x, 7 * MiB);
+    CHECK(x2 == x, "hak_realloc into the cached mapping above moved %p to %p", (void *)x,
+          (void *)x2);
+    fill_check(x2, 0, 3 * MiB, 7, 0);
+    fill_check(x2, 3 * MiB, 7 * MiB, 9, 1);
+    CHECK(hak_usable_size(x2) >= 7 * MiB, "usable %zu after growth", hak_usable_size(x2));
+    /* Now with a live block above: x2 holds 8 MiB, so take 3 MiB blocks
+     * until one sits right above it (the cache splits its 4 MiB off z's
+     * last chunk), then cache a 12 MiB mapping elsewhere. */
+    unsigned char *above = hak_malloc(3 * MiB);
+    CHECK(above == x2 + 8 * MiB, "the block above %p is at %p", (void *)x2, (void *)above);
+    unsigned char *w = hak_malloc(11 * MiB);            /* a fresh 12 MiB mapping */
+    CHECK(w != NULL, "hak_malloc(11 MiB)");
+    hak_free(w);
+    unsigned char *x3 = hak_realloc(x2, 11 * MiB);      /* needs 12 MiB: w's mapping */
+    CHECK(x3 == w, "hak_realloc with a live block above: %p, want the cached mapping %p",
+          (void *)x3, (void *)w);
+    fill_check(x3, 0, 3 * MiB, 7, 0);
+    fill_check(x3, 3 * MiB, 7 * MiB, 9, 0);
+    fill_check(x3, 7 * MiB, 11 * MiB, 11, 1);
+    fill_check(x3, 7 * MiB, 11 * MiB, 11, 0);
+    CHECK(hak_owns(x3) && !hak_owns(x2) && hak_owns(above), "ownership after the move: %d %d %d",
+          hak_owns(x3), hak_owns(x2), hak_owns(above));
+    hak_free(above);
+    hak_free(x3);
+    hak_setting_set("HAKMEM_RETAIN_MS", retain);
+}
+
 /* ---- hak_owns ------------------------------------------------------------ */
 
 static int a_global[64];
@@ -701,6 +760,7 @@ int main(void)
     test_errors_api();
     test_calloc();
     test_realloc();
+    test_huge_realloc_cached();
     test_owns();
     test_trim();
     test_soak();

@@ -14,6 +14,10 @@
  *      TLS, which glibc zeroes at creation, so HAKMEM's share of that must
  *      stay small; 400 such threads that malloc and free a block cost at
  *      most 16 KiB of RSS each.
+ *   g. a buffer grown by realloc a page at a time to 6 MiB, freed and grown
+ *      again: its later growths take the cached Huge mapping's pages (the
+ *      chunks above the block included) in place, so they fault in at most
+ *      a few pages and the block does not move as it passes 4 MiB.
  * Standard names (malloc/free/malloc_trim): linked against HAKMEM they are
  * HAKMEM.  Bookkeeping arrays come from mmap so they do not count as heap.
  * RSS is always read right after malloc_trim(0), so the result does not depend
@@ -311,6 +315,56 @@ static void test_resident_first(void)
         free(p[i]);
 }
 
+/* One growth of a buffer from a page to `max` a page at a time, each new
+ * page written; the minor faults it took, and whether the block moved while
+ * it grew past `pass` (from the last size below to the first above). */
+static long grow_once(size_t max, size_t pass, int *moved)
+{
+    long before = minor_faults();
+    char *p = NULL;
+    *moved = 0;
+    for (size_t n = 4 * KiB; n <= max; n += 4 * KiB) {
+        char *q = realloc(p, n);
+        CHECK(q != NULL, "realloc(%p, %zu)", (void *)p, n);
+        if (q == NULL) {
+            free(p);
+            return 0;
+        }
+        if (n - 4 * KiB < pass && n >= pass && q != p)
+            *moved = 1;
+        q[n - 1] = 1;
+        p = q;
+    }
+    free(p);
+    return minor_faults() - before;
+}
+
+static void test_grow_in_place(void)
+{
+    /* The cache keeps the freed mapping for the retention: a slow run must
+     * not see it expire between two growths. */
+    long retain = 0;
+    hak_setting_get("HAKMEM_RETAIN_MS", &retain);
+    hak_setting_set("HAKMEM_RETAIN_MS", 600000);
+    size_t max = 6 * MiB, pass = 4 * MiB;
+    int moved = 0, ever_moved = 0;
+    long first = grow_once(max, pass, &moved), most = 0;
+    for (int round = 0; round < 4; round++) {
+        long f = grow_once(max, pass, &moved);
+        most = f > most ? f : most;
+        ever_moved |= moved;
+    }
+    hak_setting_set("HAKMEM_RETAIN_MS", retain);
+    long pages = (long)(max / (4 * KiB));
+    printf("g. grow in place: %ld minor faults growing a buffer to %zu MiB a page at a time, then "
+           "at most %ld a growth; moved past 4 MiB: %s\n", first, max / MiB, most,
+           ever_moved ? "yes" : "no");
+    CHECK(first >= pages / 2, "the first growth faulted in only %ld of %ld pages (the test "
+          "measures nothing)", first, pages);
+    CHECK(most < pages / 16, "a later growth faulted in %ld of %ld pages", most, pages);
+    CHECK(!ever_moved, "the block moved as it grew past 4 MiB");
+}
+
 static size_t slabs_now(void)
 {
     struct hak_stats st;
@@ -420,5 +474,6 @@ int main(void)
     test_resident_first();
     test_sparse_slabs_drain();
     test_unjoined_threads();
+    test_grow_in_place();
     return test_done("test_rss");
 }
