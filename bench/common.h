@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* xorshift64*: small, fast, deterministic for a given seed (never seed it 0). */
@@ -188,6 +189,22 @@ static inline void print_result(uint64_t ops, double elapsed, const char *extra)
 {
     printf("result: ops=%llu seconds=%.3f ops_per_sec=%.1f%s\n", (unsigned long long)ops,
            elapsed, elapsed > 0 ? (double)ops / elapsed : 0.0, extra);
+}
+
+/* The process's minor page faults so far, and the result line with those
+ * since `faults0` appended (" faults=N"). */
+static inline long minor_faults_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+static inline void print_result_faults(uint64_t ops, double elapsed, long faults0)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, " faults=%ld", minor_faults_now() - faults0);
+    print_result(ops, elapsed, extra);
 }
 
 /* Resident KiB from /proc/self/statm, read with open/read: no stdio, so no

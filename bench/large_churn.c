@@ -10,7 +10,6 @@
  *   result: ops=<mallocs+frees> seconds=<wall> ops_per_sec=... faults=<minor>
  */
 #include <pthread.h>
-#include <sys/resource.h>
 
 #include "common.h"
 
@@ -58,8 +57,7 @@ int main(int argc, char **argv)
         return 2;
     }
     struct churner c[256];
-    struct rusage ru0, ru1;
-    getrusage(RUSAGE_SELF, &ru0);
+    long faults0 = minor_faults_now();
     double t0 = now_seconds();
     for (unsigned i = 0; i < threads; i++) {
         c[i] = (struct churner){ .n = n / threads + (i < n % threads), .seed = seed + i };
@@ -79,9 +77,6 @@ int main(int argc, char **argv)
         ops += c[i].ops;
     }
     double t = now_seconds() - t0;
-    getrusage(RUSAGE_SELF, &ru1);
-    char extra[64];
-    snprintf(extra, sizeof extra, " faults=%ld", ru1.ru_minflt - ru0.ru_minflt);
-    print_result(ops, t, extra);
+    print_result_faults(ops, t, faults0);
     return 0;
 }

@@ -83,6 +83,7 @@ SUITE = [
     ("fragment_stress",    "fragment_stress", "150 42",                    (0,),   "1 42"),
     ("phases",             "phases",          "1024 42 1000",              (0,),   "16 42 10"),
     ("large_churn",        "large_churn",     "100000 7",                  (0,),   "200 7"),
+    ("realloc_grow",       "realloc_grow",    "200 4 8388608 42",          (0,),   "2 4 8388608 42"),
     ("xthread",            "xthread",         "2 6000000 512",             (1,),   "2 2000 512"),
     # slot_server and transfer: the same total work at every thread count, ~1-2 s each
     ("slot_server-1t",     "slot_server",     "1 48000 500",               (1,),   "1 20 500"),
@@ -112,6 +113,9 @@ DESCRIPTIONS = {
                        "reports its own peak and final RSS",
     "large_churn": "16 live buffers of 64 KiB-8 MiB, one replaced at a time and written on every "
                    "page: reuse of freed Large and Huge memory without faulting it in again",
+    "realloc_grow": "4 buffers grown side by side by realloc, 1-8 KiB a step, to sizes "
+                    "log-uniform in 1 KiB-8 MiB, every new byte written, then freed; 200 rounds: "
+                    "a read loop or string builder appending to buffers of unknown final size",
     "phases": "one process through a 1 GiB burst of 16 B-64 KiB blocks with 90% freed, then in a "
               "seeded order: 1 s with no allocator call, churn of 64 KiB-8 MiB buffers, a working "
               "set shifting from small to large blocks and back, producer/consumer threads in waves; "
