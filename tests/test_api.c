@@ -443,11 +443,7 @@ static void test_realloc(void)
     CHECK(after < before + MiB, "free_sized/free_aligned_sized leak: in_use %zu -> %zu", before, after);
 }
 
-/* A Huge block grown by realloc over the Huge cache's mappings: into a
- * cached mapping right above it (in place), and, with a live block above,
- * copied into the cached mapping that holds the new size.  Both keep the
- * block's bytes; the layout follows from the cache's rules (the smallest
- * mapping that holds a block, its spare chunks split off above). */
+/* Every 4093rd byte of p[from, to): written from seed, or checked. */
 static void fill_check(unsigned char *p, size_t from, size_t to, unsigned char seed, int fill)
 {
     for (size_t i = from; i < to; i += 4093)
@@ -459,6 +455,11 @@ static void fill_check(unsigned char *p, size_t from, size_t to, unsigned char s
         }
 }
 
+/* A Huge block grown by realloc over the Huge cache's mappings: into a
+ * cached mapping right above it (in place), and, with a live block above,
+ * copied into the cached mapping that holds the new size.  Both keep the
+ * block's bytes; the layout follows from the cache's rules (the smallest
+ * mapping that holds a block, its spare chunks split off above). */
 static void test_huge_realloc_cached(void)
 {
     long retain = 0;
@@ -495,7 +496,7 @@ static void test_huge_realloc_cached(void)
     fill_check(x3, 3 * MiB, 7 * MiB, 9, 0);
     fill_check(x3, 7 * MiB, 11 * MiB, 11, 1);
     fill_check(x3, 7 * MiB, 11 * MiB, 11, 0);
-    CHECK(hak_owns(x3) && !hak_owns(x2) && hak_owns(above), "ownership after the move: %d %d %d",
+    CHECK(hak_owns(x3) && !hak_owns(x2) && hak_owns(above), "ownership after the copy: %d %d %d",
           hak_owns(x3), hak_owns(x2), hak_owns(above));
     hak_free(above);
     hak_free(x3);
