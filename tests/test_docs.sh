@@ -32,8 +32,9 @@ done
 version=$(sed -n 's/^#define HAKMEM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/hakmem.h | paste -sd.)
 for man in docs/man/hakmem.1 docs/man/hakmem.3; do
     grep -q "^\.TH HAKMEM [13] \"[0-9-]*\" \"HAKMEM $version\"" "$man" || { echo "$man: not version $version"; fail=1; }
+    settings=$(sed -n '/^\.SH SETTINGS/,/^\.SH [A-Z ]*$/p' "$man")
     while read -r env dflt min max; do
-        if ! grep -A1 "^\.B $env\$" "$man" | grep -q "(default $dflt, $min\.\.$max)\$"; then
+        if ! grep -A1 "^\.B $env\$" <<<"$settings" | grep -q "(default $dflt, $min\.\.$max)\$"; then
             echo "$man lacks or misstates: $env default $dflt range $min..$max"; fail=1
         fi
     done <<<"$table"
