@@ -10,6 +10,9 @@
  *   Mid    1 KiB .. 64 KiB  size classes in 64-512 KiB slabs from SuperSlabs
  *   Large  64 KiB .. 2 MiB  one block per slab, pages from SuperSlabs
  *   Huge   above 2 MiB      one mapping per block
+ * Blocks of 512 KiB .. 2 MiB get a mapping of their own instead, unless
+ * their size band learns that Large slabs serve it better (hak_stats_band)
+ * or HAKMEM_MAP_THRESHOLD_KB sets the size.
  *
  * Errors: a call that cannot get memory from the OS returns NULL with errno
  * ENOMEM.  Freeing a pointer HAKMEM does not own prints one line naming
@@ -120,6 +123,34 @@ struct hak_adaptive_stats {
 };
 HAK_API void   hak_stats_adaptive(struct hak_adaptive_stats *out);
 
+/* One size band of big mallocs (band 0: more than 64 KiB up to 128 KiB, each
+ * the next doubling, band 9: more than 32 MiB), and where its blocks go: a Large slab of
+ * SuperSlab pages or a mapping of their own.  In the learned bands (512 KiB
+ * to 2 MiB, unless HAKMEM_MAP_THRESHOLD_KB fixes the place) the two places
+ * are rated by ELO from what each cost in page faults, system calls and
+ * resident bytes while it was tried (docs/ARCHITECTURE.md). */
+struct hak_band_stats {
+    size_t size_min;        /* the band's mallocs: size_min < n <= size_max    */
+    size_t size_max;        /* (0: no bound)                                   */
+    int    learned;         /* 1: the place is learned here                    */
+    int    maps;            /* 1: the band's blocks get mappings of their own now */
+    int    rating_large;    /* ELO ratings of the two places (1500 at first;   */
+    int    rating_map;      /*   the two always add up to 3000)                */
+    size_t matches;         /* trials of the other place, scored               */
+    size_t switches;        /* times the place changed                         */
+    size_t allocs;          /* mallocs, callocs and realloc copies             */
+    size_t bytes;           /* bytes they asked for                            */
+    size_t reused;          /* of which a cache served (freed slab or mapping) */
+    size_t fresh_bytes;     /* bytes handed out from pages not resident: each
+                               page faults in at its first touch               */
+    size_t os_calls;        /* system calls those mallocs and the frees of
+                               mapped blocks made                              */
+    size_t released_bytes;  /* cached mappings of the band's size the
+                               background thread returned to the OS            */
+};
+/* 0, or -1 (errno EINVAL) for a band past the last. */
+HAK_API int    hak_stats_band(int band, struct hak_band_stats *out);
+
 /* One size class, gathered at the call (a snapshot while other threads go
  * on).  Classes are numbered from 0: Tiny, then Mid, then Large. */
 struct hak_class_stats {
@@ -150,7 +181,7 @@ HAK_API int    hak_setting_at(int i, struct hak_setting *out);
  * if there is no such setting. */
 HAK_API int    hak_setting_get(const char *name, long *value);
 /* Changes a setting at run time where that is safe (HAKMEM_RETAIN_MS,
- * HAKMEM_STATS): 0, or -1 (errno EINVAL) for an unknown or fixed setting or
+ * HAKMEM_STATS, HAKMEM_MAP_THRESHOLD_KB): 0, or -1 (errno EINVAL) for an unknown or fixed setting or
  * a value outside its range. */
 HAK_API int    hak_setting_set(const char *name, long value);
 /* Writes a human-readable report to the file descriptor (no allocation):

@@ -111,8 +111,12 @@ void *hak_calloc_impl(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (n > HAK_LARGE_MAX && !hak_check_mode) {  /* (check mode: a guard, then zeros) */
+    /* (check mode: a guard, then zeros) */
+    if (n > HAK_MID_MAX && !hak_check_mode && (n > HAK_LARGE_MAX || hak_band_maps(n))) {
+        unsigned long calls = hak_os_calls;
         void *p = hak_huge_alloc(n, 0, true);
+        if (p != NULL && !hak_slow_mode)
+            hak_band_allocated(n, calls);
         if (HAK_UNLIKELY(hak_profile_on) && p != NULL)
             hak_profile_alloc(p, n);
         return p;
@@ -122,8 +126,10 @@ void *hak_calloc_impl(size_t count, size_t size)
         return p;
     /* A Large block is the only block of its slab: if the slab was made of
      * pages that read as zero, so does the block.  (Large blocks freed by
-     * other threads are shipped home at once, never handed out elsewhere.) */
-    if (n > HAK_MID_MAX && !hak_check_mode && hak_slab_of(hak_ss_of(p), p)->zeroed)
+     * other threads are shipped home at once, never handed out elsewhere.)
+     * The band may have moved to mappings meanwhile: then p is Huge. */
+    if (n > HAK_MID_MAX && !hak_check_mode && hak_region_is_ss((uintptr_t)p) &&
+        hak_slab_of(hak_ss_of(p), p)->zeroed)
         return p;                   /* (check mode's guard pattern is in the block) */
     asan_open(p);
     memset(p, 0, n);
@@ -174,7 +180,7 @@ void *hak_realloc_impl(void *p, size_t n, const char *call)
         old = hak_huge_asked(p);        /* a new block and guard: copied below */
     } else {
         old = hak_huge_usable(p);
-        if (n > HAK_LARGE_MAX) {
+        if (n > HAK_LARGE_MAX || (n > HAK_MID_MAX && hak_band_maps(n))) {
             void *q = hak_huge_realloc(p, n);
             if (q != NULL && HAK_UNLIKELY(hak_profile_on))
                 hak_profile_moved(p, q, n);

@@ -604,6 +604,7 @@ static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
             if (is_large(s)) {
                 r->large_hits++;
                 hak_stat_count(HAK_STAT_LARGE_REUSED);
+                hak_band_count(hak_band_of(s->bsize), HAK_BAND_REUSED, 1);
             }
             make_cur(t, s);
             return s;
@@ -658,6 +659,23 @@ void *hak_alloc_class(unsigned cls)
     return b;
 }
 
+/* A malloc of more than 64 KiB: a Large slab or a mapping of its own, as its
+ * size band says, and counted there (learn.c). */
+static void *alloc_big(size_t n)
+{
+    unsigned long calls = hak_os_calls;
+    void *p = NULL;
+    if (n > HAK_LARGE_MAX || hak_band_maps(n))
+        p = hak_huge_alloc(n, 0, false);
+    /* A mapping refused (address space or commit limits: a mapping takes
+     * whole 4 MiB chunks) leaves the Large tier to try. */
+    if (p == NULL && n <= HAK_LARGE_MAX)
+        p = hak_alloc_class(hak_class_of(n));
+    if (p != NULL)
+        hak_band_allocated(n, calls);
+    return p;
+}
+
 /* Every malloc the fast path cannot serve: n, the size asked for, is what
  * check mode's guards and the profile need. */
 void *hak_alloc_slow(size_t n)
@@ -665,8 +683,8 @@ void *hak_alloc_slow(size_t n)
     hak_background_poke();
     if (HAK_UNLIKELY(hak_slow_mode))
         return hak_alloc_watched(n, 0);
-    if (n > HAK_LARGE_MAX)
-        return hak_huge_alloc(n, 0, false);
+    if (n > HAK_MID_MAX)
+        return alloc_big(n);
     return hak_alloc_class(hak_class_of(n));
 }
 

@@ -1,4 +1,5 @@
-/* Huge blocks (above HAK_LARGE_MAX): one mapping each.
+/* Huge blocks (above HAK_LARGE_MAX, and those of 512 KiB - 2 MiB that their
+ * size band places here: learn.c): one mapping each.
  *
  * A Huge mapping starts on a 4 MiB boundary and covers whole 4 MiB chunks,
  * so no other HAKMEM block shares its region-map entries.  Its header sits
@@ -55,7 +56,7 @@
 hak_lock_t hak_huge_lock;                   /* the cache and its learning */
 static struct { char *h; size_t map_size; uint64_t freed_ms; } cache[CACHE_SLOTS];
 static unsigned cache_n;
-static size_t cache_bytes;
+static _Atomic size_t cache_bytes;         /* atomic for hak_huge_cached */
 static size_t cache_cap = CACHE_MIN;
 static size_t ghost[GHOSTS];                /* sizes of the last frees, newest at ghost_next - 1 */
 static unsigned ghost_next;
@@ -142,7 +143,7 @@ static void cache_add(char *h, size_t size, uint64_t freed_ms)
 
 /* Unmaps cached mappings freed more than HAKMEM_RETAIN_MS ago (all if
  * `all`); the caller holds hak_huge_lock. */
-static void cache_expire(bool all)
+static void cache_expire(bool all, bool background)
 {
     uint64_t now = hak_now_ms(), retain = hak_retain_ms();
     for (unsigned i = 0; i < cache_n;) {
@@ -151,6 +152,8 @@ static void cache_expire(bool all)
                 expired[expired_next % GHOSTS].size = cache[i].map_size;
                 expired[expired_next++ % GHOSTS].freed_ms = cache[i].freed_ms;
             }
+            if (background)
+                hak_band_count(hak_band_of(cache[i].map_size), HAK_BAND_RELEASED, cache[i].map_size);
             cache_drop(i);
         } else {
             i++;
@@ -328,7 +331,7 @@ size_t hak_huge_cache_cap(void)
 static char *cache_take(size_t need, size_t *got, size_t *held)
 {
     hak_lock(&hak_huge_lock);
-    cache_expire(false);
+    cache_expire(false, false);
     unsigned best = CACHE_SLOTS, largest = CACHE_SLOTS;
     for (unsigned i = 0; i < cache_n; i++) {
         if (cache[i].map_size >= need &&
@@ -430,7 +433,7 @@ static bool cache_put(char *h, size_t map_size)
         return false;
     hak_lock(&hak_huge_lock);
     ghost[ghost_next++ % GHOSTS] = map_size;
-    cache_expire(false);
+    cache_expire(false, false);
     /* Pieces of one mapping join again (the spare chunks split off when it
      * was taken, above it): one entry that fits bigger blocks.  Neighbours
      * from two mappings may join too; growing such an entry with mremap
@@ -474,7 +477,7 @@ uint64_t hak_huge_release(void)
     uint64_t next = HAK_NEVER;
     hak_lock(&hak_huge_lock);
     size_t before = cache_bytes;
-    cache_expire(false);
+    cache_expire(false, true);
     hak_stat_add(HAK_STAT_BG_RELEASED, before - cache_bytes);
     uint64_t now = hak_now_ms(), retain = hak_retain_ms();
     for (unsigned i = 0; i < cache_n; i++)
@@ -488,7 +491,7 @@ int hak_huge_trim(void)
 {
     hak_lock(&hak_huge_lock);
     int released = cache_n != 0;
-    cache_expire(true);
+    cache_expire(true, false);
     hak_unlock(&hak_huge_lock);
     return released;
 }
@@ -517,6 +520,9 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         huge_pages_mark(h, off, dirty, map_size, false);
         if (zero)
             memset(h + off, 0, dirty);
+        hak_band_count(hak_band_of(n), HAK_BAND_REUSED, 1);
+        if (held - off < n)
+            hak_band_count(hak_band_of(n), HAK_BAND_FRESH, n - (held - off));
         /* A bigger mapping than needed: the block may grow into it later
          * (realloc in place); its unused pages leave RSS now. */
         if (map_size > need)
@@ -533,6 +539,8 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         if (!zero)
             huge_pages_mark(h, off, n, map_size, true);
         hak_pool_yield_room(map_size);
+        if (n > HAK_MID_MAX)            /* (aligned blocks may be smaller) */
+            hak_band_count(hak_band_of(n), HAK_BAND_FRESH, n);
     }
     huge_hdr_t *hdr = (huge_hdr_t *)h;
     hdr->magic = HUGE_MAGIC;
@@ -552,14 +560,18 @@ void hak_huge_free(void *p, const char *call)
     huge_hdr_t *h = huge_header(p);
     if (h == NULL)
         hak_fatal(call, "invalid pointer", p);
-    size_t map_size = h->map_size;
+    size_t map_size = h->map_size, usable = h->usable;
+    unsigned long calls = hak_os_calls;
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, (size_t)-1);
-    huge_bytes_changed((size_t)0 - h->usable);
+    huge_bytes_changed((size_t)0 - usable);
     h->magic = 0;                   /* now no pointer names this header */
-    if (h->align <= 64 && cache_put((char *)h, map_size))
-        return;
-    mapping_unmap((char *)h, map_size);
+    if (h->align > 64 || !cache_put((char *)h, map_size))
+        mapping_unmap((char *)h, map_size);
+    if (usable > HAK_MID_MAX)
+        hak_band_count(hak_band_of(usable), HAK_BAND_OS_CALLS, hak_os_calls - calls);
 }
+
+size_t hak_huge_cached(void) { return atomic_load_explicit(&cache_bytes, memory_order_relaxed); }
 
 /* The bytes asked for of Huge block p (a valid one), and a new figure for
  * them: check mode asks for more than the program did, for a guard. */

@@ -31,12 +31,14 @@ static void fork_prepare(void)
     hak_lock(&hak_rec_lock);
     hak_pool_lock_all();
     hak_lock(&hak_huge_lock);
+    hak_band_lock_all();
     hak_lock(&hak_zero_lock);
 }
 
 static void fork_parent(void)
 {
     hak_unlock(&hak_zero_lock);
+    hak_band_unlock_all(false);
     hak_unlock(&hak_huge_lock);
     hak_pool_unlock_all(false);
     hak_unlock(&hak_rec_lock);
@@ -48,6 +50,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     hak_lock_reset(&hak_zero_lock);
+    hak_band_unlock_all(true);
     hak_lock_reset(&hak_huge_lock);
     hak_pool_unlock_all(true);
     hak_lock_reset(&hak_rec_lock);

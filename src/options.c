@@ -157,6 +157,7 @@ int hak_setting_at(int i, struct hak_setting *out)
 static const bool settable[HAK_OPT_COUNT] = {
     [HAK_OPT_RETAIN_MS] = true,
     [HAK_OPT_STATS] = true,
+    [HAK_OPT_MAP_THRESHOLD_KB] = true,  /* placement only: a free finds any block by address */
 };
 
 int hak_setting_set(const char *name, long value)

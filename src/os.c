@@ -46,11 +46,14 @@ static bool fault(size_t size)
     return budget && atomic_load(&mapped_bytes) + size > budget;
 }
 
+__thread unsigned long hak_os_calls;
+
 static void *map_raw(size_t size, bool reserve_only)
 {
     /* Reservations (arenas of SuperSlabs) are NORESERVE: pages are committed
      * when touched, and purged pages stop counting again. */
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | (reserve_only ? MAP_NORESERVE : 0);
+    hak_os_calls++;
     void *p = fault(size) ? MAP_FAILED
                           : mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) {
@@ -79,6 +82,7 @@ void hak_os_unmap(void *p, size_t size)
     if (size == 0)
         return;
     munmap(p, size);
+    hak_os_calls++;
     atomic_fetch_sub_explicit(&mapped_bytes, size, memory_order_relaxed);
     hak_stat_add(HAK_STAT_OS_UNMAPS, 1);
 }
@@ -88,6 +92,7 @@ void hak_os_purge(void *p, size_t size)
     /* The range stays mapped (the address space stays ours, the region map
      * stays true); its pages read back as zero. */
     madvise(p, size, MADV_DONTNEED);
+    hak_os_calls++;
     hak_stat_add(HAK_STAT_OS_PURGES, 1);
 }
 
@@ -97,14 +102,17 @@ void hak_os_purge(void *p, size_t size)
  * ignores the request. */
 void hak_os_huge_pages(void *p, size_t size, bool on)
 {
-    if (size != 0)
+    if (size != 0) {
         madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+        hak_os_calls++;
+    }
 }
 
 /* Grows the mapping [p, p + old_size) in place, if the address space above
  * it is free. */
 bool hak_os_grow(void *p, size_t old_size, size_t new_size)
 {
+    hak_os_calls++;
     if (fault(new_size - old_size) || mremap(p, old_size, new_size, 0) == MAP_FAILED)
         return false;
     atomic_fetch_add_explicit(&mapped_bytes, new_size - old_size, memory_order_relaxed);
@@ -118,6 +126,7 @@ bool hak_os_grow(void *p, size_t old_size, size_t new_size)
  * both stay as they were. */
 bool hak_os_move(void *p, size_t old_size, void *to, size_t new_size)
 {
+    hak_os_calls++;
     if (mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED)
         return false;
     /* The reservation at `to` was replaced; the old range is gone. */

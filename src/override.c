@@ -94,17 +94,19 @@ EXPORT int malloc_info(int options, FILE *fp)
 }
 
 /* Only what is true of HAKMEM succeeds (returns 1): M_TRIM_THRESHOLD 0
- * (return free pages at once: HAKMEM_RETAIN_MS 0), M_MMAP_THRESHOLD at
- * HAKMEM's fixed Huge threshold, and the arena limits (there are no arenas
- * to limit: every thread has its own heap, whose pages go back to the
- * shared pool).  Anything else is not supported and returns 0. */
+ * (return free pages at once: HAKMEM_RETAIN_MS 0), M_MMAP_THRESHOLD from
+ * 64 KiB to 2 MiB (HAKMEM_MAP_THRESHOLD_KB: blocks above it get mappings of
+ * their own; below 64 KiB they never do), and the arena limits (there are
+ * no arenas to limit: every thread has its own heap, whose pages go back to
+ * the shared pool).  Anything else is not supported and returns 0. */
 EXPORT int mallopt(int param, int value)
 {
     switch (param) {
     case M_TRIM_THRESHOLD:
         return value == 0 && hak_setting_set("HAKMEM_RETAIN_MS", 0) == 0;
     case M_MMAP_THRESHOLD:
-        return value == HAK_LARGE_MAX;
+        return value >= HAK_MID_MAX && value <= HAK_LARGE_MAX &&
+               hak_setting_set("HAKMEM_MAP_THRESHOLD_KB", value >> 10) == 0;
     case M_ARENA_TEST:
     case M_ARENA_MAX:
         return value > 0;

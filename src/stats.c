@@ -437,6 +437,44 @@ void hak_stats_print(int fd)
         put_permille(&m, frag_permille(k->blocks_in_use * k->block_size, k->slab_bytes));
         hak_msg_str(&m, "\n");
     }
+    hak_msg_str(&m, "  band (bytes): allocs, bytes, reused, fresh bytes, os calls, released bytes; place "
+                    "(learned: ELO ratings large/map, matches, switches)\n");
+    for (int b = 0; b < HAK_NBANDS; b++) {
+        struct hak_band_stats k;
+        hak_stats_band(b, &k);
+        if (k.allocs == 0 && k.released_bytes == 0)
+            continue;
+        hak_msg_str(&m, "    ");
+        hak_msg_dec(&m, k.size_min);
+        hak_msg_str(&m, k.size_max ? "-" : "+");
+        if (k.size_max)
+            hak_msg_dec(&m, k.size_max);
+        hak_msg_str(&m, ": ");
+        hak_msg_dec(&m, k.allocs);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k.bytes);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k.reused);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k.fresh_bytes);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k.os_calls);
+        hak_msg_str(&m, ", ");
+        hak_msg_dec(&m, k.released_bytes);
+        hak_msg_str(&m, k.maps ? "; map" : "; large");
+        if (k.learned) {
+            hak_msg_str(&m, " (learned: ");
+            hak_msg_dec(&m, (unsigned long)k.rating_large);
+            hak_msg_str(&m, "/");
+            hak_msg_dec(&m, (unsigned long)k.rating_map);
+            hak_msg_str(&m, ", ");
+            hak_msg_dec(&m, k.matches);
+            hak_msg_str(&m, ", ");
+            hak_msg_dec(&m, k.switches);
+            hak_msg_str(&m, ")");
+        }
+        hak_msg_str(&m, "\n");
+    }
     hak_msg_str(&m, "  heaps: ");
     hak_msg_dec(&m, w->nheap);
     hak_msg_str(&m, w->heaps_beyond ? " and more" : "");
@@ -511,6 +549,27 @@ void hak_stats_print_json(int fd)
         json_num(&m, "class", c, false);
         json_num(&m, "block_size", w->cls[c].block_size, false);
         json_class(&m, &w->cls[c], w->cls[c].blocks_in_use * w->cls[c].block_size);
+        hak_msg_str(&m, "}");
+    }
+    hak_msg_str(&m, "], \"bands\": [");
+    for (int b = 0; b < HAK_NBANDS; b++) {
+        struct hak_band_stats k;
+        hak_stats_band(b, &k);
+        hak_msg_str(&m, b ? ", {" : "{");
+        json_num(&m, "size_min", k.size_min, false);
+        json_num(&m, "size_max", k.size_max, false);
+        json_num(&m, "learned", (size_t)k.learned, false);
+        json_num(&m, "maps", (size_t)k.maps, false);
+        json_num(&m, "rating_large", (size_t)k.rating_large, false);
+        json_num(&m, "rating_map", (size_t)k.rating_map, false);
+        json_num(&m, "matches", k.matches, false);
+        json_num(&m, "switches", k.switches, false);
+        json_num(&m, "allocs", k.allocs, false);
+        json_num(&m, "bytes", k.bytes, false);
+        json_num(&m, "reused", k.reused, false);
+        json_num(&m, "fresh_bytes", k.fresh_bytes, false);
+        json_num(&m, "os_calls", k.os_calls, false);
+        json_num(&m, "released_bytes", k.released_bytes, true);
         hak_msg_str(&m, "}");
     }
     hak_msg_str(&m, "], \"heaps_more\": ");

@@ -572,9 +572,14 @@ hak_slab_t *hak_pool_slab_alloc(unsigned cls, uintptr_t owner, bool resident_onl
     last_take_ms = now;
     pool_called(now);
     size_t clean = (size_t)__builtin_popcountll(m & ~r->dirty_pages);
+    /* A Large block: its band's cost (a class holds the sizes up to its own,
+     * all in its band). */
+    if (hak_classes[cls].size > HAK_MID_MAX)
+        hak_band_count(hak_band_of(hak_classes[cls].size), HAK_BAND_FRESH, clean * HAK_PAGE_SIZE);
     set_empty_dirty(ss, false);
     r->used_pages |= m;
     slab_pages += k;
+    atomic_store_explicit(&hak_stat[HAK_STAT_IN_SLABS], slab_pages * HAK_PAGE_SIZE, memory_order_relaxed);
     hak_stat_raise(HAK_STAT_PEAK_IN_SLABS, slab_pages * HAK_PAGE_SIZE);
     committed_add(clean);
     watch_take(clean, now);
@@ -610,6 +615,7 @@ void hak_pool_slab_free(hak_slab_t *s)
     r->last_free_ms = now;
     r->used_pages &= ~m;
     slab_pages -= k;
+    atomic_store_explicit(&hak_stat[HAK_STAT_IN_SLABS], slab_pages * HAK_PAGE_SIZE, memory_order_relaxed);
     r->dirty_pages |= m;
     rec_runs(r);
     dirty_bytes += (size_t)k * HAK_PAGE_SIZE;

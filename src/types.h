@@ -462,6 +462,8 @@ static inline unsigned hak_class_of(size_t n)   /* n <= HAK_LARGE_MAX */
 HAK_HIDDEN int hak_class_for_aligned(size_t n, size_t align);
 
 /* ---- OS layer (os.c) --------------------------------------------------------- */
+/* System calls this thread made through this layer (the bands' cost). */
+extern __thread unsigned long hak_os_calls HAK_HIDDEN __attribute__((tls_model("initial-exec")));
 HAK_HIDDEN void *hak_os_map(size_t size, bool reserve_only);
 HAK_HIDDEN void  hak_os_unmap(void *p, size_t size);
 HAK_HIDDEN void  hak_os_purge(void *p, size_t size);
@@ -650,6 +652,39 @@ HAK_HIDDEN void   hak_huge_set_asked(void *p, size_t n);
 HAK_HIDDEN void  *hak_huge_realloc(void *p, size_t n);
 HAK_HIDDEN size_t hak_huge_cache_cap(void);     /* the learned capacity, bytes */
 
+HAK_HIDDEN size_t hak_huge_cached(void);        /* bytes of mappings in the cache */
+
+/* ---- size bands of big blocks and their learned placement (learn.c) ----------- */
+/* Band b counts mallocs of more than HAK_BAND_MIN << b bytes and at most
+ * HAK_BAND_MIN << (b + 1) (as the tiers: Large is above 64 KiB up to 2 MiB
+ * included), the last band everything bigger.  Blocks of a learned band (512 KiB - 2 MiB)
+ * go to a Large slab or to a mapping of their own, as two players rated by
+ * ELO decide; the ratings are kept less HAK_ELO_START, and every match moves
+ * points from one to the other:
+ *     rating[HAK_ARM_LARGE] + rating[HAK_ARM_MAP] = 0
+ *     arm = incumbent (the higher rated, or the one that was first at a tie),
+ *           except during a trial of the other
+ * Counters only grow; allocs counts the mallocs, calloc and realloc copies
+ * of the band (aligned ones are not counted and never mapped by the band). */
+#define HAK_BAND_MIN ((size_t)64 << 10)
+#define HAK_NBANDS 10
+#define HAK_ELO_START 1500
+enum { HAK_ARM_MAP, HAK_ARM_LARGE, HAK_ARMS };  /* the incumbent at first is 0: MAP */
+enum { HAK_BAND_ALLOCS, HAK_BAND_BYTES, HAK_BAND_REUSED, HAK_BAND_FRESH, HAK_BAND_OS_CALLS, HAK_BAND_RELEASED,
+       HAK_BAND_NSTAT };
+static inline unsigned hak_band_of(size_t n)    /* n > HAK_MID_MAX */
+{
+    unsigned b = 63u - (unsigned)__builtin_clzl((n - 1) >> 16);
+    return b < HAK_NBANDS - 1 ? b : HAK_NBANDS - 1;
+}
+/* Whether a malloc of n (HAK_MID_MAX < n <= HAK_LARGE_MAX) gets its own mapping. */
+HAK_HIDDEN bool hak_band_maps(size_t n);
+/* A big malloc of n succeeded; hak_os_calls was calls_before when it began. */
+HAK_HIDDEN void hak_band_allocated(size_t n, unsigned long calls_before);
+HAK_HIDDEN void hak_band_count(unsigned band, int stat, size_t v);
+HAK_HIDDEN void hak_band_lock_all(void);
+HAK_HIDDEN void hak_band_unlock_all(bool child);
+
 /* ---- lookup shared by free, realloc and usable size (api.c) -------------------- */
 /* Returns the slab holding block p, NULL for a Huge block; reports and aborts
  * for a pointer that is not a block HAKMEM handed out (with if_freed as the
@@ -689,6 +724,9 @@ HAK_HIDDEN void hak_init(void);
     X(LARGE_CACHE_MB, "HAKMEM_LARGE_CACHE_MB", NUM, 0, 0, 1048576,                 \
       "MiB of emptied Large slabs each thread keeps for its next Large mallocs "    \
       "(0: learned, grown while the page pool's lock is contended, up to 16)")      \
+    X(MAP_THRESHOLD_KB, "HAKMEM_MAP_THRESHOLD_KB", NUM, 0, 0, 2048,                \
+      "KiB above which a malloc gets a mapping of its own (0: learned per size "   \
+      "band between 512 and 2048, mapped at first; sizes above 2048 always are)")   \
     X(HUGE_PAGES, "HAKMEM_HUGE_PAGES", NUM, 1, 0, 1,                               \
       "1: the 2 MiB pages wholly inside a Huge block may be transparent huge "      \
       "pages (one page fault instead of 512); 0: 4 KiB pages only")                 \
@@ -728,6 +766,7 @@ enum {
     HAK_STAT_LARGE_REUSED,          /* Large slabs handed out again from a heap's cache */
     HAK_STAT_LARGE_BUDGET_CHANGES,  /* Large cache budgets grown or halved         */
     HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
+    HAK_STAT_IN_SLABS,              /* bytes of pool pages in slabs (a copy for learn.c) */
     HAK_STAT_BG_RELEASED,           /* bytes the background thread released        */
     HAK_STAT_RETAIN_CHANGES, HAK_STAT_HUGE_CAP_CHANGES,
     HAK_STAT_DIRTY_CAP_CHANGES,     /* the pool's cap on free pages raised or cut  */

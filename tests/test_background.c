@@ -34,6 +34,21 @@
  *      zero, no two live blocks share a byte; once a thread works on small
  *      blocks only for longer than a retention, its cache goes to the pool,
  *      and a thread's exit gives the pool the rest.
+ *   p. the learned placement of 512 KiB - 2 MiB blocks (ELO, src/learn.c),
+ *      deterministic (HAKMEM_BACKGROUND=0, a long retention): each 600 KiB
+ *      block written and freed is followed by a 100 KiB block kept, which
+ *      as a Large slab would take pages of the freed one: the band keeps its
+ *      blocks in mappings of their own (its place at first), the Huge cache
+ *      serves them all, faulting nothing in, so no trial is made; then with
+ *      a Huge cache of 4 MiB (one such mapping) and 8 blocks freed and
+ *      allocated again at a time, mappings fault 7 of 8 blocks in while
+ *      Large slabs would reuse their pages: once those faults add up to what
+ *      a trial may cost the band tries Large slabs and keeps them (a switch,
+ *      ratings that add up to 3000), and the later rounds fault nothing in;
+ *      every block keeps its bytes;
+ *   q. HAKMEM_MAP_THRESHOLD_KB=1024 fixes the place: 1.5 MiB mallocs,
+ *      callocs and realloc copies are mapped (Huge blocks), 600 KiB ones
+ *      are Large; nothing is learned or switched.
  *   n. Huge blocks on transparent huge pages: the 2 MiB pages wholly inside
  *      a Huge block are flagged for them (VmFlags "hg" in /proc/self/smaps),
  *      the rest of its mapping is not, also once a block reuses a cached
@@ -544,6 +559,8 @@ static int dirty_cap(void)
     enum { CYCLES = 5, N = 160, SIZE = 1 << 20 };
     long faults[CYCLES], cap[CYCLES];
     static char *blk[N];
+    /* The pool's cap: 1 MiB blocks as Large slabs, not mappings of their own. */
+    CHECK(hak_setting_set("HAKMEM_MAP_THRESHOLD_KB", 2048) == 0, "HAKMEM_MAP_THRESHOLD_KB=2048");
     start_background();
     long cap0 = stat_json("dirty_cap"), changes0 = stat_json("dirty_cap_changes");
     for (int c = 0; c < CYCLES; c++) {
@@ -642,6 +659,8 @@ static void large_cache_yields(void)
 {
     enum { N = 12, M = 3 };
     char *p[N];
+    /* The Large cache: 1 MiB blocks as Large slabs, not mappings of their own. */
+    CHECK(hak_setting_set("HAKMEM_MAP_THRESHOLD_KB", 2048) == 0, "HAKMEM_MAP_THRESHOLD_KB=2048");
     for (int i = 0; i < N; i++) {
         p[i] = malloc(1000000);
         memset(p[i], 1, 1000000);
@@ -667,6 +686,7 @@ static void large_cache_yields(void)
 static void large_cache(void)
 {
     struct hak_stats st0, st1;
+    CHECK(hak_setting_set("HAKMEM_MAP_THRESHOLD_KB", 2048) == 0, "HAKMEM_MAP_THRESHOLD_KB=2048");
     hak_stats_get(&st0);
     long reused0 = stat_json("large_reused");
     pthread_t th[2];
@@ -839,12 +859,18 @@ static int huge_pages(bool on)
     return on ? 0 : test_done("test_background (HAKMEM_HUGE_PAGES=0)");
 }
 
+/* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        putenv((char *)env);
+        for (char *e = strdup(env), *next; e != NULL; e = next) {
+            next = strchr(e, ' ');
+            if (next)
+                *next++ = 0;
+            putenv(e);
+        }
         execl(self, self, mode, (char *)NULL);
         _exit(127);
     }
@@ -878,6 +904,121 @@ static void exits_at_once(void)
     CHECK(0, "no thread's exit() ended the process");
 }
 
+/* p, in a band that stays mapped. */
+static int learned_place(void)
+{
+    enum { ROUNDS = 2500, LATE = 300 };
+    const size_t big = 600 * 1024, small = 100 * 1024;
+    static char *kept[ROUNDS];
+    struct hak_band_stats before, late, after;
+    CHECK(hak_stats_band(3, &before) == 0 && before.learned && before.maps &&
+              before.size_min == MiB / 2 && before.size_max == 1 * MiB,
+          "band 3 at start: (%zu, %zu] learned %d maps %d", before.size_min, before.size_max,
+          before.learned, before.maps);
+    for (int i = 0; i < ROUNDS; i++) {
+        if (i == ROUNDS - LATE)
+            hak_stats_band(3, &late);
+        char *volatile p = malloc(big);
+        memset(p, i & 0xff, big);
+        CHECK(p[big - 1] == (char)(i & 0xff), "600 KiB block %d lost its bytes", i);
+        free(p);
+        kept[i] = malloc(small);
+        memset(kept[i], (i * 7) & 0xff, small);
+    }
+    hak_stats_band(3, &after);
+    for (int i = 0; i < ROUNDS; i++)
+        CHECK(kept[i][0] == (char)((i * 7) & 0xff) && kept[i][small - 1] == (char)((i * 7) & 0xff),
+              "100 KiB block %d lost its bytes", i);
+    size_t reused = after.reused - late.reused;
+    printf("p. 600 KiB buffers between kept 100 KiB blocks: %s, %zu matches, %zu switches; in the "
+           "last %d rounds %zu served by the Huge cache, %zu KiB not resident\n",
+           after.maps ? "mapped" : "Large slabs", after.matches, after.switches, LATE, reused,
+           (after.fresh_bytes - late.fresh_bytes) >> 10);
+    CHECK(after.allocs - before.allocs == ROUNDS && after.bytes - before.bytes == ROUNDS * big,
+          "band 3 counted %zu mallocs of %d", after.allocs - before.allocs, ROUNDS);
+    CHECK(after.maps && after.switches == 0 && after.matches == 0,
+          "band 3: maps %d, %zu matches, %zu switches", after.maps, after.matches, after.switches);
+    CHECK(reused == LATE && after.fresh_bytes == late.fresh_bytes,
+          "%zu of the last %d 600 KiB blocks from the Huge cache, %zu bytes faulted in", reused,
+          LATE, after.fresh_bytes - late.fresh_bytes);
+    for (int i = 0; i < ROUNDS; i++)
+        free(kept[i]);
+    return test_done("test_background (learned place, mapped)");
+}
+
+/* p, in a band that learns Large slabs (HAKMEM_HUGE_CACHE_MB=4). */
+static int learned_large(void)
+{
+    enum { ROUNDS = 400, LATE = 50, N = 8 };
+    const size_t big = 600 * 1024;
+    char *b[N] = { 0 };
+    struct hak_band_stats late, after;
+    for (int r = 0; r < ROUNDS; r++) {
+        if (r == ROUNDS - LATE)
+            hak_stats_band(3, &late);
+        for (int i = 0; i < N; i++) {
+            if (b[i] != NULL)
+                CHECK(b[i][0] == (char)(r + i) && b[i][big - 1] == (char)(r + i),
+                      "round %d: block %d lost its bytes", r, i);
+            free(b[i]);
+        }
+        for (int i = 0; i < N; i++) {
+            b[i] = malloc(big);
+            memset(b[i], (char)(r + 1 + i), big);
+        }
+    }
+    hak_stats_band(3, &after);
+    size_t late_fresh = after.fresh_bytes - late.fresh_bytes;
+    printf("p. 8 600 KiB blocks freed and allocated again %d times, a Huge cache of 4 MiB: %s after "
+           "%zu matches, %zu switches (ratings large %d, map %d); the last %d rounds faulted in "
+           "%zu KiB\n", ROUNDS, after.maps ? "mapped" : "Large slabs", after.matches, after.switches,
+           after.rating_large, after.rating_map, LATE, late_fresh >> 10);
+    CHECK(!after.maps && after.switches >= 1 && after.rating_large > after.rating_map &&
+              after.rating_large + after.rating_map == 2 * 1500,
+          "band 3 did not learn Large slabs: maps %d, %zu switches, ratings %d/%d", after.maps,
+          after.switches, after.rating_large, after.rating_map);
+    CHECK(late_fresh < (after.bytes - late.bytes) / 8, "the last %d rounds faulted in %zu of %zu bytes",
+          LATE, late_fresh, after.bytes - late.bytes);
+    for (int i = 0; i < N; i++)
+        free(b[i]);
+    return test_done("test_background (learned place, Large)");
+}
+
+/* q. */
+static int fixed_place(void)
+{
+    struct hak_stats st0, st1;
+    struct hak_band_stats b3, b4;
+    hak_stats_get(&st0);
+    char *volatile m = malloc(1536 * 1024), *volatile l = malloc(600 * 1024);
+    char *volatile z = calloc(1, 1536 * 1024);
+    hak_stats_get(&st1);
+    CHECK(st1.huge_blocks - st0.huge_blocks == 2, "%zu of malloc(1.5 MiB), calloc(1.5 MiB) and "
+          "malloc(600 KiB) are mapped, not 2", st1.huge_blocks - st0.huge_blocks);
+    size_t zeros = 0;
+    for (size_t i = 0; i < 1536 * 1024; i += 4096)
+        zeros += z[i] == 0;
+    CHECK(zeros == 384, "calloc'd block: %zu of 384 pages read as zero", zeros);
+    memset(m, 5, 1536 * 1024);
+    memset(l, 6, 600 * 1024);
+    char *volatile l2 = realloc(l, 1800 * 1024);     /* copied into a mapping */
+    hak_stats_get(&st1);
+    CHECK(l2 && l2[600 * 1024 - 1] == 6 && st1.huge_blocks - st0.huge_blocks == 3,
+          "realloc of 600 KiB to 1.8 MiB: byte %d, %zu mapped blocks", l2 ? l2[600 * 1024 - 1] : -1,
+          st1.huge_blocks - st0.huge_blocks);
+    hak_stats_band(3, &b3);
+    hak_stats_band(4, &b4);
+    CHECK(!b3.learned && !b4.learned && !b3.maps && b4.maps && b4.matches == 0 && b4.switches == 0,
+          "fixed at 1024 KiB: band 3 learned %d maps %d, band 4 learned %d maps %d, %zu matches",
+          b3.learned, b3.maps, b4.learned, b4.maps, b4.matches);
+    printf("q. HAKMEM_MAP_THRESHOLD_KB=1024: 1.5 MiB malloc and calloc and a realloc to 1.8 MiB "
+           "mapped, 600 KiB Large; nothing learned\n");
+    free(m);
+    free(l2);
+    free(z);
+    return test_done("test_background (fixed place)");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--off") == 0)
@@ -892,6 +1033,12 @@ int main(int argc, char **argv)
         return huge_expiry();
     if (argc > 1 && strcmp(argv[1], "--dirty-cap") == 0)
         return dirty_cap();
+    if (argc > 1 && strcmp(argv[1], "--learned-place") == 0)
+        return learned_place();
+    if (argc > 1 && strcmp(argv[1], "--learned-large") == 0)
+        return learned_large();
+    if (argc > 1 && strcmp(argv[1], "--fixed-place") == 0)
+        return fixed_place();
     if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
         return huge_pages(false);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
@@ -935,5 +1082,9 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--huge-expiry", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--no-huge-pages", "HAKMEM_HUGE_PAGES=0");
     run_env_child(argv[0], "--dirty-cap", "HAKMEM_RETAIN_MS=10000");
+    run_env_child(argv[0], "--learned-place", "HAKMEM_BACKGROUND=0 HAKMEM_RETAIN_MS=600000");
+    run_env_child(argv[0], "--learned-large",
+                  "HAKMEM_BACKGROUND=0 HAKMEM_RETAIN_MS=600000 HAKMEM_HUGE_CACHE_MB=4");
+    run_env_child(argv[0], "--fixed-place", "HAKMEM_MAP_THRESHOLD_KB=1024");
     return test_done("test_background");
 }

@@ -435,8 +435,22 @@ static void test_glibc_extensions(void)
 
     long retain = -1;
     CHECK(mallopt(M_ARENA_MAX, 1) == 1 && mallopt(M_ARENA_TEST, 8) == 1, "mallopt(M_ARENA_*)");
+    long map_kb = -1;
     CHECK(mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024) == 1, "mallopt(M_MMAP_THRESHOLD, 2 MiB)");
-    CHECK(mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 0, "mallopt(M_MMAP_THRESHOLD, 64 KiB) claims success");
+    CHECK(mallopt(M_MMAP_THRESHOLD, 32 * 1024) == 0, "mallopt(M_MMAP_THRESHOLD, 32 KiB) claims success");
+    CHECK(mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024) == 0, "mallopt(M_MMAP_THRESHOLD, 4 MiB) claims success");
+    CHECK(mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1 &&
+              hak_setting_get("HAKMEM_MAP_THRESHOLD_KB", &map_kb) == 0 && map_kb == 256,
+          "mallopt(M_MMAP_THRESHOLD, 256 KiB): HAKMEM_MAP_THRESHOLD_KB is %ld", map_kb);
+    struct hak_stats before, after;
+    hak_stats_get(&before);
+    void *volatile mapped = malloc(300 * 1024), *volatile slab = malloc(200 * 1024);
+    hak_stats_get(&after);
+    CHECK(after.huge_blocks - before.huge_blocks == 1, "threshold 256 KiB: %zu of a 300 KiB and a "
+          "200 KiB block mapped", after.huge_blocks - before.huge_blocks);
+    free(mapped);
+    free(slab);
+    CHECK(hak_setting_set("HAKMEM_MAP_THRESHOLD_KB", 0) == 0, "HAKMEM_MAP_THRESHOLD_KB back to learned");
     CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 20) == 0, "mallopt(M_TRIM_THRESHOLD, 1 MiB) claims success");
     CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1, "mallopt(M_TRIM_THRESHOLD, 0)");
     CHECK(hak_setting_get("HAKMEM_RETAIN_MS", &retain) == 0 && retain == 0,

@@ -11,6 +11,9 @@
  *      JSON is one balanced line with the same figures;
  *   e. address space: a program that has made one small block holds less
  *      than 16 MiB mapped (arenas start at one 4 MiB SuperSlab).
+ *   f. size bands of big blocks: mallocs counted in their band, Huge cache
+ *      reuses counted, the bands' bounds, the bands in both reports, a band
+ *      past the last refused.
  * Linked against HAKMEM, so malloc is HAKMEM's. */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -280,11 +283,69 @@ static void test_small_address_space(void)
     CHECK(st.mapped > 0 && st.mapped < 16 * MiB, "%zu bytes mapped for one small block", st.mapped);
 }
 
+static void test_bands(void)
+{
+    struct hak_band_stats b0, b7, a0, a7, k;
+    CHECK(hak_stats_band(0, &b0) == 0 && hak_stats_band(7, &b7) == 0, "hak_stats_band failed");
+    for (int i = 0; i < 50; i++) {
+        char *volatile p = malloc(100 * KiB);
+        p[0] = 1;
+        free(p);
+    }
+    for (int i = 0; i < 20; i++) {
+        char *volatile p = malloc(9 * MiB);
+        memset(p, 1, 9 * MiB);
+        free(p);
+    }
+    hak_stats_band(0, &a0);
+    hak_stats_band(7, &a7);
+    printf("f. bands: 50 mallocs of 100 KiB counted %zu; 20 of 9 MiB counted %zu, %zu from the "
+           "Huge cache, %zu KiB not resident\n", a0.allocs - b0.allocs, a7.allocs - b7.allocs,
+           a7.reused - b7.reused, (a7.fresh_bytes - b7.fresh_bytes) >> 10);
+    CHECK(a0.allocs - b0.allocs == 50 && a7.allocs - b7.allocs == 20, "band counts %zu and %zu",
+          a0.allocs - b0.allocs, a7.allocs - b7.allocs);
+    CHECK(a0.bytes - b0.bytes == 50 * 100 * KiB && a7.bytes - b7.bytes == 20 * 9 * MiB,
+          "band bytes %zu and %zu", a0.bytes - b0.bytes, a7.bytes - b7.bytes);
+    CHECK(a7.reused - b7.reused >= 10, "only %zu of 20 9 MiB blocks from the Huge cache",
+          a7.reused - b7.reused);
+    CHECK(a7.fresh_bytes - b7.fresh_bytes <= 9 * MiB * (20 - (a7.reused - b7.reused)),
+          "%zu bytes not resident for %zu fresh mappings", a7.fresh_bytes - b7.fresh_bytes,
+          20 - (a7.reused - b7.reused));
+    CHECK(a0.size_min == 64 * KiB && a0.size_max == 128 * KiB && !a0.maps && !a0.learned,
+          "band 0: [%zu, %zu) maps %d learned %d", a0.size_min, a0.size_max, a0.maps, a0.learned);
+    CHECK(a7.size_min == 8 * MiB && a7.maps && !a7.learned, "band 7: from %zu, maps %d learned %d",
+          a7.size_min, a7.maps, a7.learned);
+    /* Bounds as the tiers': a band holds sizes above its lower bound up to its upper. */
+    struct hak_band_stats e0, e4, f0, f4;
+    hak_stats_band(0, &e0);
+    hak_stats_band(4, &e4);
+    void *volatile at128k = malloc(128 * KiB), *volatile at2m = malloc(2 * MiB);
+    hak_stats_band(0, &f0);
+    hak_stats_band(4, &f4);
+    free(at128k);
+    free(at2m);
+    CHECK(f0.allocs - e0.allocs == 1 && f4.allocs - e4.allocs == 1 && f4.size_max == 2 * MiB,
+          "128 KiB counted in band 0: %zu, 2 MiB in band 4: %zu", f0.allocs - e0.allocs,
+          f4.allocs - e4.allocs);
+    CHECK(hak_stats_band(9, &k) == 0 && k.size_max == 0 && hak_stats_band(10, &k) == -1 &&
+              hak_stats_band(-1, &k) == -1,
+          "band 9 has a bound %zu, or a band past the last was accepted", k.size_max);
+    char *text = report(hak_stats_print), *json = report(hak_stats_print_json);
+    if (!text || !json)
+        return;
+    CHECK(strstr(text, "\n    8388608-16777216: ") != NULL, "no 8-16 MiB band line in:\n%s", text);
+    CHECK(count(json, "{\"size_min\": ") == 10 && json_balanced(json), "JSON: %zu bands, or unbalanced",
+          count(json, "{\"size_min\": "));
+    free(text);
+    free(json);
+}
+
 int main(void)
 {
     test_small_address_space();     /* first: before anything else is allocated */
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_workload_and_peaks();
     test_heaps_and_reports();
+    test_bands();
     return test_done("test_stats");
 }
