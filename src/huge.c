@@ -54,7 +54,9 @@
 #define EPOCHS_AHEAD 8      /* a raised capacity lasts at least this long: its savings count so often */
 
 hak_lock_t hak_huge_lock;                   /* the cache and its learning */
-static struct { char *h; size_t map_size; uint64_t freed_ms; } cache[CACHE_SLOTS];
+/* touched: how many of the mapping's first bytes blocks have written (may
+ * be resident): what a block reaching further faults in (the bands' count). */
+static struct { char *h; size_t map_size, touched; uint64_t freed_ms; } cache[CACHE_SLOTS];
 static unsigned cache_n;
 static _Atomic size_t cache_bytes;         /* atomic for hak_huge_cached */
 static size_t cache_cap = CACHE_MIN;
@@ -79,6 +81,7 @@ typedef struct {
     size_t usable;       /* bytes usable from user on                      */
     size_t asked;        /* bytes asked for (check mode's copies stay within) */
     size_t align;        /* alignment asked for (at least 16)              */
+    size_t touched;      /* bytes from the header on that blocks reached    */
 } huge_hdr_t;
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
@@ -132,10 +135,11 @@ static void cache_drop(unsigned i)
 }
 
 /* A new entry; the caller holds hak_huge_lock and has found it room. */
-static void cache_add(char *h, size_t size, uint64_t freed_ms)
+static void cache_add(char *h, size_t size, size_t touched, uint64_t freed_ms)
 {
     cache[cache_n].h = h;
     cache[cache_n].map_size = size;
+    cache[cache_n].touched = touched < size ? touched : size;
     cache[cache_n].freed_ms = freed_ms;
     cache_n++;
     cache_bytes += size;
@@ -327,8 +331,9 @@ size_t hak_huge_cache_cap(void)
  * holds need, its spare chunks left in the cache as a mapping of their own
  * (their resident pages stay of use); else the largest, grown to need, so
  * that only the difference is faulted in.  *got: its size; *held: how many
- * of its first bytes the cache held (the rest, grown, reads as zero). */
-static char *cache_take(size_t need, size_t *got, size_t *held)
+ * of its first bytes the cache held (the rest, grown, reads as zero);
+ * *touched: how many of those earlier blocks reached. */
+static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched)
 {
     hak_lock(&hak_huge_lock);
     cache_expire(false, false);
@@ -354,16 +359,18 @@ static char *cache_take(size_t need, size_t *got, size_t *held)
         return NULL;
     }
     char *h = cache[best].h;
-    size_t size = cache[best].map_size;
+    size_t size = cache[best].map_size, reached = cache[best].touched;
     uint64_t freed_ms = cache[best].freed_ms;
     cache_bytes -= size;
     cache[best] = cache[--cache_n];
     if (size > need && cache_n < CACHE_SLOTS) {
-        cache_add(h + need, size - need, freed_ms);
+        cache_add(h + need, size - need, reached > need ? reached - need : 0, freed_ms);
         size = need;
+        reached = reached < need ? reached : need;
     }
     hak_unlock(&hak_huge_lock);
     *held = size < need ? size : need;
+    *touched = reached;
     if (size < need) {
         char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0);
         if (grown == NULL) {
@@ -386,19 +393,22 @@ static char *cache_take(size_t need, size_t *got, size_t *held)
  * mremap instead failed on them, moved the block and faulted the next
  * steps in.  What the entry holds beyond need stays cached.  False if no
  * entry above holds enough. */
-static bool cache_take_above(char *h, size_t size, size_t need)
+static bool cache_take_above(char *h, size_t size, size_t need, size_t *touched)
 {
     bool took = false;
     hak_lock(&hak_huge_lock);
     for (unsigned i = 0; i < cache_n; i++) {
         if (cache[i].h != h + size || size + cache[i].map_size < need)
             continue;
-        size_t rest = size + cache[i].map_size - need;
+        size_t rest = size + cache[i].map_size - need, grow = need - size;
+        size_t reached = cache[i].touched;
         uint64_t freed_ms = cache[i].freed_ms;
         cache_bytes -= cache[i].map_size;
         cache[i] = cache[--cache_n];
-        if (rest != 0)
-            cache_add(h + need, rest, freed_ms);        /* a slot was just freed */
+        if (rest != 0)                                  /* a slot was just freed */
+            cache_add(h + need, rest, reached > grow ? reached - grow : 0, freed_ms);
+        if (*touched >= size)       /* the block's written pages run on into the entry's */
+            *touched = size + (reached < grow ? reached : grow);
         hak_stat_add(HAK_STAT_HUGE_REUSED, 1);
         hak_stat_add(HAK_STAT_HUGE_REUSED_BYTES, need - size);
         took = true;
@@ -425,8 +435,9 @@ static bool cache_holds(size_t need)
     return holds;
 }
 
-/* Keeps a freed mapping for reuse; false if it does not fit the cache. */
-static bool cache_put(char *h, size_t map_size)
+/* Keeps a freed mapping for reuse, blocks having written its first touched
+ * bytes; false if it does not fit the cache. */
+static bool cache_put(char *h, size_t map_size, size_t touched)
 {
     bool kept = false;
     if (map_size > CACHE_MAX_BLOCK)
@@ -440,8 +451,15 @@ static bool cache_put(char *h, size_t map_size)
      * fails and falls back to a new mapping. */
     for (unsigned i = 0; i < cache_n;) {
         if (cache[i].h == h + map_size || cache[i].h + cache[i].map_size == h) {
-            if (cache[i].h < h)
+            /* the joined entry's written pages: the lower part's, and the
+             * upper part's too where the lower part is written whole */
+            if (cache[i].h < h) {
+                touched = cache[i].touched < cache[i].map_size ? cache[i].touched
+                                                               : cache[i].map_size + touched;
                 h = cache[i].h;
+            } else if (touched >= map_size) {
+                touched = map_size + cache[i].touched;
+            }
             map_size += cache[i].map_size;
             cache_bytes -= cache[i].map_size;
             cache[i] = cache[--cache_n];
@@ -461,7 +479,7 @@ static bool cache_put(char *h, size_t map_size)
         cache_drop(old);
     }
     if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= cache_cap) {
-        cache_add(h, map_size, hak_now_ms());
+        cache_add(h, map_size, touched, hak_now_ms());
         if (epoch.used < cache_bytes)
             epoch.used = cache_bytes;
         kept = true;
@@ -511,8 +529,8 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     size_t map_size = round_up(off + (n ? n : 1), HAK_SS_SIZE);
     char *h = NULL;
     size_t need = map_size;
-    size_t held;
-    if (off == 64 && (h = cache_take(need, &map_size, &held)) != NULL) {
+    size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);
+    if (off == 64 && (h = cache_take(need, &map_size, &held, &touched)) != NULL) {
         /* calloc: what the cache held is zeroed here, what a growth added
          * is zero untouched and, as a fresh mapping's, left on small pages
          * (below). */
@@ -520,13 +538,17 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         huge_pages_mark(h, off, dirty, map_size, false);
         if (zero)
             memset(h + off, 0, dirty);
-        hak_band_count(hak_band_of(n), HAK_BAND_REUSED, 1);
-        if (held - off < n)
-            hak_band_count(hak_band_of(n), HAK_BAND_FRESH, n - (held - off));
         /* A bigger mapping than needed: the block may grow into it later
          * (realloc in place); its unused pages leave RSS now. */
-        if (map_size > need)
+        if (map_size > need) {
             hak_os_purge(h + need, map_size - need);
+            touched = touched < need ? touched : need;
+        }
+        if (n > HAK_MID_MAX) {
+            hak_band_count(hak_band_of(n), HAK_BAND_REUSED, 1);
+            if (reach > touched)
+                hak_band_count(hak_band_of(n), HAK_BAND_FRESH, reach - touched);
+        }
     } else {
         h = align > HAK_SS_SIZE
                 ? hak_region_map_new(map_size, align, HAK_SS_SIZE, false, HAK_REGION_HUGE_BODY)
@@ -538,9 +560,11 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
          * it touches backed by 2 MiB. */
         if (!zero)
             huge_pages_mark(h, off, n, map_size, true);
-        hak_pool_yield_room(map_size);
+        /* What the block can make resident, not its whole chunks: a 600
+         * KiB block in a 4 MiB mapping purged 4 MiB of pool pages. */
+        hak_pool_yield_room(round_up(off + n, HAK_OS_PAGE));
         if (n > HAK_MID_MAX)            /* (aligned blocks may be smaller) */
-            hak_band_count(hak_band_of(n), HAK_BAND_FRESH, n);
+            hak_band_count(hak_band_of(n), HAK_BAND_FRESH, reach - off);
     }
     huge_hdr_t *hdr = (huge_hdr_t *)h;
     hdr->magic = HUGE_MAGIC;
@@ -549,6 +573,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     hdr->user = h + off;
     hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
     hdr->asked = n;
+    hdr->touched = reach > touched ? reach : touched;
     map_mark(h, map_size, hdr->user);
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, 1);
     huge_bytes_changed(hdr->usable);
@@ -565,7 +590,7 @@ void hak_huge_free(void *p, const char *call)
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, (size_t)-1);
     huge_bytes_changed((size_t)0 - usable);
     h->magic = 0;                   /* now no pointer names this header */
-    if (h->align > 64 || !cache_put((char *)h, map_size))
+    if (h->align > 64 || !cache_put((char *)h, map_size, h->touched))
         mapping_unmap((char *)h, map_size);
     if (usable > HAK_MID_MAX)
         hak_band_count(hak_band_of(usable), HAK_BAND_OS_CALLS, hak_os_calls - calls);
@@ -626,7 +651,7 @@ void *hak_huge_realloc(void *p, size_t n)
      * otherwise make two madvise calls per step. */
     bool remark = need != h->map_size ||
                   ((off + n) & ~(THP_SIZE - 1)) != ((off + h->asked) & ~(THP_SIZE - 1));
-    if (need > h->map_size && cache_take_above((char *)h, h->map_size, need)) {
+    if (need > h->map_size && cache_take_above((char *)h, h->map_size, need, &h->touched)) {
         h->map_size = need;
         map_mark((char *)h, need, h->user);
     } else if (need > h->map_size && h->align <= 64 && cache_holds(need)) {
@@ -644,11 +669,14 @@ void *hak_huge_realloc(void *p, size_t n)
     } else if (need < h->map_size) {
         mapping_unmap((char *)h + need, h->map_size - need);
         h->map_size = need;
+        h->touched = h->touched < need ? h->touched : need;
     }
     if (remark)
         huge_pages_mark((char *)h, off, n, h->map_size, false);
     huge_bytes_changed(usable - h->usable);
     h->usable = usable;
     h->asked = n;
+    if (h->touched < off + usable)
+        h->touched = off + usable;
     return h->user;
 }
