@@ -84,6 +84,7 @@ SUITE = [
     ("phases",             "phases",          "1024 42 1000",              (0,),   "16 42 10"),
     ("large_churn",        "large_churn",     "100000 7",                  (0,),   "200 7"),
     ("realloc_grow",       "realloc_grow",    "200 4 8388608 42",          (0,),   "2 4 8388608 42"),
+    ("buffer_keep",        "buffer_keep",     "8000 1000 524288 2097152 42", (0,), "20 10 524288 2097152 42"),
     ("xthread",            "xthread",         "2 6000000 512",             (1,),   "2 2000 512"),
     # slot_server and transfer: the same total work at every thread count, ~1-2 s each
     ("slot_server-1t",     "slot_server",     "1 48000 500",               (1,),   "1 20 500"),
@@ -116,6 +117,9 @@ DESCRIPTIONS = {
     "realloc_grow": "4 buffers grown side by side by realloc, 1-8 KiB a step, to sizes "
                     "log-uniform in 1 KiB-8 MiB, every new byte written, then freed; 200 rounds: "
                     "a read loop or string builder appending to buffers of unknown final size",
+    "buffer_keep": "a scratch buffer of 512 KiB-2 MiB per item, every page written, and a result "
+                   "of an eighth of that kept in a ring of 1000 while the buffer is freed: whether "
+                   "freed buffers serve the next ones while results take some of their memory",
     "phases": "one process through a 1 GiB burst of 16 B-64 KiB blocks with 90% freed, then in a "
               "seeded order: 1 s with no allocator call, churn of 64 KiB-8 MiB buffers, a working "
               "set shifting from small to large blocks and back, producer/consumer threads in waves; "

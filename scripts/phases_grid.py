@@ -8,9 +8,10 @@ churn, a small-to-large shift and producer/consumer waves (bench/phases),
 run with
 
   - HAKMEM as it ships (the adaptive layer: background thread, learned
-    retention and Huge cache capacity);
+    retention, Huge cache capacity and placement of 512 KiB-2 MiB blocks);
   - HAKMEM with the adaptive layer off (HAKMEM_BACKGROUND=0) under each fixed
-    setting of a grid: HAKMEM_RETAIN_MS x HAKMEM_HUGE_CACHE_MB;
+    setting of a grid: HAKMEM_RETAIN_MS x HAKMEM_HUGE_CACHE_MB x
+    HAKMEM_MAP_THRESHOLD_KB;
   - glibc, mimalloc, jemalloc (also with MALLOC_CONF=background_thread:true)
     and tcmalloc, where installed;
 
@@ -36,6 +37,7 @@ from bench import ROOT, log
 
 RETAIN_MS = (10, 100, 1000, 6400)
 HUGE_CACHE_MB = (64, 256)
+MAP_THRESHOLD_KB = (512, 1024, 2048)
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
 
@@ -45,9 +47,10 @@ def configs():
     out = [("HAKMEM adaptive", hak, {})]
     for r in RETAIN_MS:
         for c in HUGE_CACHE_MB:
-            out.append(("fixed %d ms, %d MiB" % (r, c), hak,
-                        {"HAKMEM_BACKGROUND": "0", "HAKMEM_RETAIN_MS": str(r),
-                         "HAKMEM_HUGE_CACHE_MB": str(c)}))
+            for m in MAP_THRESHOLD_KB:
+                out.append(("fixed %d ms, %d MiB, map > %d KiB" % (r, c, m), hak,
+                            {"HAKMEM_BACKGROUND": "0", "HAKMEM_RETAIN_MS": str(r),
+                             "HAKMEM_HUGE_CACHE_MB": str(c), "HAKMEM_MAP_THRESHOLD_KB": str(m)}))
     peers = [("glibc", None, {}),
              ("mimalloc", LIBDIR + "/libmimalloc.so.2", {}),
              ("jemalloc", LIBDIR + "/libjemalloc.so.2", {}),
