@@ -56,7 +56,12 @@
 hak_lock_t hak_huge_lock;                   /* the cache and its learning */
 /* touched: how many of the mapping's first bytes blocks have written (may
  * be resident): what a block reaching further faults in (the bands' count). */
-static struct { char *h; size_t map_size, touched; uint64_t freed_ms; } cache[CACHE_SLOTS];
+/* The 2 MiB pages [lo, hi) of a mapping (counted from its start) that may
+ * carry MADV_HUGEPAGE (lo == hi: none): huge_pages_mark makes no call when
+ * the flags it wants are there already.  In 2 MiB units: the header holds it
+ * in 64 bytes. */
+typedef struct { uint32_t lo, hi; } thp_range_t;
+static struct { char *h; size_t map_size, touched; uint64_t freed_ms; thp_range_t thp; } cache[CACHE_SLOTS];
 static unsigned cache_n;
 static _Atomic size_t cache_bytes;         /* atomic for hak_huge_cached */
 static size_t cache_cap = CACHE_MIN;
@@ -82,7 +87,11 @@ typedef struct {
     size_t asked;        /* bytes asked for (check mode's copies stay within) */
     size_t align;        /* alignment asked for (at least 16)              */
     size_t touched;      /* bytes from the header on that blocks reached    */
+    thp_range_t thp;     /* the mapping's huge-page flags                   */
 } huge_hdr_t;
+
+/* The block starts 64 bytes into its mapping (plain alignment). */
+_Static_assert(sizeof(huge_hdr_t) <= 64, "a Huge header fits before its block");
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
@@ -135,9 +144,40 @@ static void cache_drop(unsigned i)
 }
 
 /* A new entry; the caller holds hak_huge_lock and has found it room. */
-static void cache_add(char *h, size_t size, size_t touched, uint64_t freed_ms)
+static bool thp_none(thp_range_t r) { return r.lo == r.hi; }
+
+/* The part of r below byte at, and the part from at on (seen from at); at
+ * is a multiple of 2 MiB (a mapping's chunks are). */
+static thp_range_t thp_below(thp_range_t r, size_t at)
+{
+    uint32_t u = (uint32_t)(at / THP_SIZE);
+    thp_range_t b = { r.lo < u ? r.lo : u, r.hi < u ? r.hi : u };
+    return b.lo < b.hi ? b : (thp_range_t){ 0, 0 };
+}
+static thp_range_t thp_above(thp_range_t r, size_t at)
+{
+    uint32_t u = (uint32_t)(at / THP_SIZE);
+    thp_range_t a = { r.lo > u ? r.lo - u : 0, r.hi > u ? r.hi - u : 0 };
+    return a.lo < a.hi ? a : (thp_range_t){ 0, 0 };
+}
+
+/* One range over r and o, o seen from byte shift on (a gap between them is
+ * taken as flagged too: the next mark clears it). */
+static thp_range_t thp_join(thp_range_t r, thp_range_t o, size_t shift)
+{
+    if (thp_none(o))
+        return r;
+    o.lo += (uint32_t)(shift / THP_SIZE);
+    o.hi += (uint32_t)(shift / THP_SIZE);
+    if (thp_none(r))
+        return o;
+    return (thp_range_t){ r.lo < o.lo ? r.lo : o.lo, r.hi > o.hi ? r.hi : o.hi };
+}
+
+static void cache_add(char *h, size_t size, size_t touched, thp_range_t thp, uint64_t freed_ms)
 {
     cache[cache_n].h = h;
+    cache[cache_n].thp = thp;
     cache[cache_n].map_size = size;
     cache[cache_n].touched = touched < size ? touched : size;
     cache[cache_n].freed_ms = freed_ms;
@@ -190,13 +230,16 @@ static void expiry_learn(size_t need, size_t reused)
  * new region aligned to align, offset as hak_region_map_new takes it.  The
  * grown or moved mapping's chunks are claimed, the old ones released; its
  * address, or NULL (the mapping stays as it was). */
-static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_t offset)
+static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_t offset,
+                          thp_range_t *thp)
 {
     char *end = h + size;
     /* mremap takes one VMA only: the parts huge_pages_mark split the
      * mapping into join again under one flag (the caller marks it anew). */
-    if (hak_option(HAK_OPT_HUGE_PAGES))
+    if (!thp_none(*thp)) {
         hak_os_huge_pages(h, size, false);
+        *thp = (thp_range_t){ 0, 0 };
+    }
     if (hak_os_grow(h, size, need)) {
         if (hak_region_claim(end, need - size, HAK_REGION_HUGE_BODY))
             return h;
@@ -222,11 +265,17 @@ static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_
  * mremap) carries that block's flags, so both parts are set; a fresh one
  * has none.  Called before the block's first byte is touched: a 2 MiB range
  * with one small page mapped faults small pages until khugepaged runs. */
-static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool fresh)
+static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool fresh,
+                            thp_range_t *thp)
 {
     if (!hak_option(HAK_OPT_HUGE_PAGES))
         return;
     size_t from = off & ~(THP_SIZE - 1), to = (off + n) & ~(THP_SIZE - 1);
+    /* The flags wanted are there already: no call (1 MiB blocks reusing
+     * cached mappings made one each; 2 MiB ones, two). */
+    thp_range_t want = { (uint32_t)(from / THP_SIZE), (uint32_t)(to / THP_SIZE) };
+    if (from == to ? thp_none(*thp) : thp->lo == want.lo && thp->hi == want.hi)
+        return;
     /* The flags split the mapping into VMAs, which join again for mremap
      * (mapping_grow) only if they share one anon_vma: the kernel gives a
      * VMA its anon_vma at its first written page, so one is written before
@@ -234,10 +283,11 @@ static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool
     if (fresh && (from > 0 || to < map_size))
         *(volatile char *)(from > 0 ? h : h + map_size - 1) = 0;
     hak_os_huge_pages(h + from, to - from, true);
-    if (!fresh) {
+    if (!thp_none(*thp)) {
         hak_os_huge_pages(h, from, false);
         hak_os_huge_pages(h + to, map_size - to, false);
     }
+    *thp = from < to ? want : (thp_range_t){ 0, 0 };
 }
 
 /* HAKMEM_HUGE_CACHE_MB set: the capacity is that, not learned.  The caller
@@ -333,7 +383,7 @@ size_t hak_huge_cache_cap(void)
  * that only the difference is faulted in.  *got: its size; *held: how many
  * of its first bytes the cache held (the rest, grown, reads as zero);
  * *touched: how many of those earlier blocks reached. */
-static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched)
+static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched, thp_range_t *thp)
 {
     hak_lock(&hak_huge_lock);
     cache_expire(false, false);
@@ -361,10 +411,13 @@ static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched)
     char *h = cache[best].h;
     size_t size = cache[best].map_size, reached = cache[best].touched;
     uint64_t freed_ms = cache[best].freed_ms;
+    *thp = cache[best].thp;
     cache_bytes -= size;
     cache[best] = cache[--cache_n];
     if (size > need && cache_n < CACHE_SLOTS) {
-        cache_add(h + need, size - need, reached > need ? reached - need : 0, freed_ms);
+        cache_add(h + need, size - need, reached > need ? reached - need : 0,
+                  thp_above(*thp, need), freed_ms);
+        *thp = thp_below(*thp, need);
         size = need;
         reached = reached < need ? reached : need;
     }
@@ -372,7 +425,7 @@ static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched)
     *held = size < need ? size : need;
     *touched = reached;
     if (size < need) {
-        char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0);
+        char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0, thp);
         if (grown == NULL) {
             mapping_unmap(h, size);
             return NULL;
@@ -393,7 +446,7 @@ static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched)
  * mremap instead failed on them, moved the block and faulted the next
  * steps in.  What the entry holds beyond need stays cached.  False if no
  * entry above holds enough. */
-static bool cache_take_above(char *h, size_t size, size_t need, size_t *touched)
+static bool cache_take_above(char *h, size_t size, size_t need, size_t *touched, thp_range_t *thp)
 {
     bool took = false;
     hak_lock(&hak_huge_lock);
@@ -403,10 +456,13 @@ static bool cache_take_above(char *h, size_t size, size_t need, size_t *touched)
         size_t rest = size + cache[i].map_size - need, grow = need - size;
         size_t reached = cache[i].touched;
         uint64_t freed_ms = cache[i].freed_ms;
+        thp_range_t entry = cache[i].thp;
         cache_bytes -= cache[i].map_size;
         cache[i] = cache[--cache_n];
         if (rest != 0)                                  /* a slot was just freed */
-            cache_add(h + need, rest, reached > grow ? reached - grow : 0, freed_ms);
+            cache_add(h + need, rest, reached > grow ? reached - grow : 0,
+                      thp_above(entry, grow), freed_ms);
+        *thp = thp_join(*thp, thp_below(entry, grow), size);
         if (*touched >= size)       /* the block's written pages run on into the entry's */
             *touched = size + (reached < grow ? reached : grow);
         hak_stat_add(HAK_STAT_HUGE_REUSED, 1);
@@ -437,7 +493,7 @@ static bool cache_holds(size_t need)
 
 /* Keeps a freed mapping for reuse, blocks having written its first touched
  * bytes; false if it does not fit the cache. */
-static bool cache_put(char *h, size_t map_size, size_t touched)
+static bool cache_put(char *h, size_t map_size, size_t touched, thp_range_t thp)
 {
     bool kept = false;
     if (map_size > CACHE_MAX_BLOCK)
@@ -456,9 +512,12 @@ static bool cache_put(char *h, size_t map_size, size_t touched)
             if (cache[i].h < h) {
                 touched = cache[i].touched < cache[i].map_size ? cache[i].touched
                                                                : cache[i].map_size + touched;
+                thp = thp_join(cache[i].thp, thp, cache[i].map_size);
                 h = cache[i].h;
-            } else if (touched >= map_size) {
-                touched = map_size + cache[i].touched;
+            } else {
+                if (touched >= map_size)
+                    touched = map_size + cache[i].touched;
+                thp = thp_join(thp, cache[i].thp, map_size);
             }
             map_size += cache[i].map_size;
             cache_bytes -= cache[i].map_size;
@@ -479,7 +538,7 @@ static bool cache_put(char *h, size_t map_size, size_t touched)
         cache_drop(old);
     }
     if (cache_n < CACHE_SLOTS && cache_bytes + map_size <= cache_cap) {
-        cache_add(h, map_size, touched, hak_now_ms());
+        cache_add(h, map_size, touched, thp, hak_now_ms());
         if (epoch.used < cache_bytes)
             epoch.used = cache_bytes;
         kept = true;
@@ -530,12 +589,13 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     char *h = NULL;
     size_t need = map_size;
     size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);
-    if (off == 64 && (h = cache_take(need, &map_size, &held, &touched)) != NULL) {
+    thp_range_t thp = { 0, 0 };
+    if (off == 64 && (h = cache_take(need, &map_size, &held, &touched, &thp)) != NULL) {
         /* calloc: what the cache held is zeroed here, what a growth added
          * is zero untouched and, as a fresh mapping's, left on small pages
          * (below). */
         size_t dirty = zero && held - off < n ? held - off : n;
-        huge_pages_mark(h, off, dirty, map_size, false);
+        huge_pages_mark(h, off, dirty, map_size, false, &thp);
         if (zero)
             memset(h + off, 0, dirty);
         /* A bigger mapping than needed: the block may grow into it later
@@ -559,7 +619,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
          * that callocs a big table it uses sparsely would have every page
          * it touches backed by 2 MiB. */
         if (!zero)
-            huge_pages_mark(h, off, n, map_size, true);
+            huge_pages_mark(h, off, n, map_size, true, &thp);
         /* What the block can make resident, not its whole chunks: a 600
          * KiB block in a 4 MiB mapping purged 4 MiB of pool pages. */
         hak_pool_yield_room(round_up(off + n, HAK_OS_PAGE));
@@ -574,6 +634,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
     hdr->asked = n;
     hdr->touched = reach > touched ? reach : touched;
+    hdr->thp = thp;
     map_mark(h, map_size, hdr->user);
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, 1);
     huge_bytes_changed(hdr->usable);
@@ -590,7 +651,7 @@ void hak_huge_free(void *p, const char *call)
     hak_stat_add(HAK_STAT_HUGE_BLOCKS, (size_t)-1);
     huge_bytes_changed((size_t)0 - usable);
     h->magic = 0;                   /* now no pointer names this header */
-    if (h->align > 64 || !cache_put((char *)h, map_size, h->touched))
+    if (h->align > 64 || !cache_put((char *)h, map_size, h->touched, h->thp))
         mapping_unmap((char *)h, map_size);
     if (usable > HAK_MID_MAX)
         hak_band_count(hak_band_of(usable), HAK_BAND_OS_CALLS, hak_os_calls - calls);
@@ -651,18 +712,22 @@ void *hak_huge_realloc(void *p, size_t n)
      * otherwise make two madvise calls per step. */
     bool remark = need != h->map_size ||
                   ((off + n) & ~(THP_SIZE - 1)) != ((off + h->asked) & ~(THP_SIZE - 1));
-    if (need > h->map_size && cache_take_above((char *)h, h->map_size, need, &h->touched)) {
+    if (need > h->map_size && cache_take_above((char *)h, h->map_size, need, &h->touched, &h->thp)) {
         h->map_size = need;
         map_mark((char *)h, need, h->user);
     } else if (need > h->map_size && h->align <= 64 && cache_holds(need)) {
         return NULL;                    /* copied into the cached mapping */
     } else if (need > h->map_size) {
         size_t align = h->align > HAK_SS_SIZE ? h->align : HAK_SS_SIZE;
+        thp_range_t thp = h->thp;
         char *grown = mapping_grow((char *)h, h->map_size, need, align,
-                                   h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0);
-        if (grown == NULL)
+                                   h->align > HAK_SS_SIZE ? HAK_SS_SIZE : 0, &thp);
+        if (grown == NULL) {
+            h->thp = thp;
             return NULL;
+        }
         h = (huge_hdr_t *)grown;
+        h->thp = thp;
         h->user = grown + off;
         h->map_size = need;
         map_mark(grown, need, h->user);
@@ -670,9 +735,10 @@ void *hak_huge_realloc(void *p, size_t n)
         mapping_unmap((char *)h + need, h->map_size - need);
         h->map_size = need;
         h->touched = h->touched < need ? h->touched : need;
+        h->thp = thp_below(h->thp, need);
     }
     if (remark)
-        huge_pages_mark((char *)h, off, n, h->map_size, false);
+        huge_pages_mark((char *)h, off, n, h->map_size, false, &h->thp);
     huge_bytes_changed(usable - h->usable);
     h->usable = usable;
     h->asked = n;
