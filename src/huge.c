@@ -54,13 +54,13 @@
 #define EPOCHS_AHEAD 8      /* a raised capacity lasts at least this long: its savings count so often */
 
 hak_lock_t hak_huge_lock;                   /* the cache and its learning */
-/* touched: how many of the mapping's first bytes blocks have written (may
- * be resident): what a block reaching further faults in (the bands' count). */
 /* The 2 MiB pages [lo, hi) of a mapping (counted from its start) that may
  * carry MADV_HUGEPAGE (lo == hi: none): huge_pages_mark makes no call when
  * the flags it wants are there already.  In 2 MiB units: the header holds it
  * in 64 bytes. */
 typedef struct { uint32_t lo, hi; } thp_range_t;
+/* touched: how many of the mapping's first bytes blocks have written (may
+ * be resident): what a block reaching further faults in (the bands' count). */
 static struct { char *h; size_t map_size, touched; uint64_t freed_ms; thp_range_t thp; } cache[CACHE_SLOTS];
 static unsigned cache_n;
 static _Atomic size_t cache_bytes;         /* atomic for hak_huge_cached */
@@ -143,7 +143,6 @@ static void cache_drop(unsigned i)
     cache[i] = cache[--cache_n];
 }
 
-/* A new entry; the caller holds hak_huge_lock and has found it room. */
 static bool thp_none(thp_range_t r) { return r.lo == r.hi; }
 
 /* The part of r below byte at, and the part from at on (seen from at); at
@@ -174,6 +173,7 @@ static thp_range_t thp_join(thp_range_t r, thp_range_t o, size_t shift)
     return (thp_range_t){ r.lo < o.lo ? r.lo : o.lo, r.hi > o.hi ? r.hi : o.hi };
 }
 
+/* A new entry; the caller holds hak_huge_lock and has found it room. */
 static void cache_add(char *h, size_t size, size_t touched, thp_range_t thp, uint64_t freed_ms)
 {
     cache[cache_n].h = h;
@@ -588,7 +588,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     size_t map_size = round_up(off + (n ? n : 1), HAK_SS_SIZE);
     char *h = NULL;
     size_t need = map_size;
-    size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);
+    size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);   /* the block's end */
     thp_range_t thp = { 0, 0 };
     if (off == 64 && (h = cache_take(need, &map_size, &held, &touched, &thp)) != NULL) {
         /* calloc: what the cache held is zeroed here, what a growth added
@@ -622,7 +622,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
             huge_pages_mark(h, off, n, map_size, true, &thp);
         /* What the block can make resident, not its whole chunks: a 600
          * KiB block in a 4 MiB mapping purged 4 MiB of pool pages. */
-        hak_pool_yield_room(round_up(off + n, HAK_OS_PAGE));
+        hak_pool_yield_room(reach);
         if (n > HAK_MID_MAX)            /* (aligned blocks may be smaller) */
             hak_band_count(hak_band_of(n), HAK_BAND_FRESH, reach - off);
     }
@@ -631,7 +631,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     hdr->align = align;
     hdr->map_size = map_size;
     hdr->user = h + off;
-    hdr->usable = round_up(off + n, HAK_OS_PAGE) - off;
+    hdr->usable = reach - off;
     hdr->asked = n;
     hdr->touched = reach > touched ? reach : touched;
     hdr->thp = thp;

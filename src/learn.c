@@ -225,9 +225,7 @@ void hak_band_allocated(size_t n, unsigned long calls_before)
     if (hak_os_calls != calls_before)
         atomic_fetch_add_explicit(&s->n[HAK_BAND_OS_CALLS], hak_os_calls - calls_before,
                                   memory_order_relaxed);
-    size_t held = atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
-                  atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed) +
-                  hak_huge_cached();
+    size_t held = hak_committed_now() + hak_huge_cached();
     atomic_fetch_add_explicit(&s->held_sum, held, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->n[HAK_BAND_BYTES], n, memory_order_relaxed);
     size_t k = atomic_fetch_add_explicit(&s->n[HAK_BAND_ALLOCS], 1, memory_order_relaxed) + 1;

@@ -177,9 +177,7 @@ void hak_stats_get(struct hak_stats *out)
 
 void hak_stat_note_committed(void)
 {
-    hak_stat_raise(HAK_STAT_PEAK_COMMITTED,
-                   atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
-                   atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed));
+    hak_stat_raise(HAK_STAT_PEAK_COMMITTED, hak_committed_now());
 }
 
 void hak_stats_adaptive(struct hak_adaptive_stats *out)

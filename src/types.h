@@ -799,6 +799,13 @@ static inline void hak_stat_count(int which)
 }
 HAK_HIDDEN size_t hak_stat_read(int which);     /* with the caller's own remainder */
 HAK_HIDDEN void hak_stat_flush_thread(void);   /* the remainders, at thread exit */
+/* SuperSlab bytes that may be resident plus bytes in live Huge blocks: the
+ * committed figure, read without a lock. */
+static inline size_t hak_committed_now(void)
+{
+    return atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
+           atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed);
+}
 /* Raises the committed peak to SuperSlab plus Huge bytes now. */
 HAK_HIDDEN void hak_stat_note_committed(void);
 /* Text formatted without allocating (messages, reports, the heap profile):
@@ -828,9 +835,7 @@ HAK_HIDDEN void *hak_alloc_watched(size_t n, size_t align);
 static inline void hak_background_poke(void)
 {
     if (HAK_UNLIKELY(atomic_load_explicit(&hak_bg_state, memory_order_relaxed) == HAK_BG_OFF) &&
-        atomic_load_explicit(&hak_stat[HAK_STAT_POOL_COMMITTED], memory_order_relaxed) +
-                atomic_load_explicit(&hak_stat[HAK_STAT_HUGE_BYTES], memory_order_relaxed) >
-            HAK_BG_START_BYTES)
+        hak_committed_now() > HAK_BG_START_BYTES)
         hak_background_start();
 }
 HAK_HIDDEN __attribute__((noreturn)) void hak_fatal(const char *call, const char *what, const void *p);
