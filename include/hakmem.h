@@ -120,6 +120,8 @@ struct hak_adaptive_stats {
     size_t huge_cache_changes;  /* times that capacity was raised or halved  */
     size_t huge_reused;         /* Huge allocations served from the cache    */
     size_t huge_reused_bytes;   /* bytes of those that were not faulted in   */
+    size_t block_pages_released;/* of released_bytes, pages inside free blocks
+                                   of partial slabs (8 KiB blocks and up)   */
 };
 HAK_API void   hak_stats_adaptive(struct hak_adaptive_stats *out);
 

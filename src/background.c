@@ -13,8 +13,9 @@
  * fast path may start it: pthread_create calls calloc, which must not find
  * one of our locks held or a slow path half done.  Stopped at exit (library
  * destructor); a fork child starts its own when it needs one.  It takes only
- * the pool's and the Huge cache's locks, never a loader lock, and has no
- * heap of its own.  HAKMEM_BACKGROUND=0: never started.
+ * the pool's and the Huge cache's locks and, one at a time, heaps' locks
+ * (free blocks' pages, remote.c), never a loader lock, and has no heap of
+ * its own.  HAKMEM_BACKGROUND=0: never started.
  */
 #include "types.h"
 
@@ -34,6 +35,9 @@ static void *bg_main(void *arg)
         uint64_t huge = hak_huge_release();
         if (huge < wait)
             wait = huge;
+        uint64_t blocks = hak_slab_pages_release();
+        if (blocks < wait)
+            wait = blocks;
         if (wait == HAK_NEVER) {
             hak_os_wait(&bg_word, seq);
         } else {

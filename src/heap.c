@@ -75,6 +75,7 @@ void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
         r->partial_tail[s->cls] = s->prev;
     hak_list_remove(&r->partial[s->cls], s);
     hak_slab_set_list(s, HAK_LIST_NONE);
+    s->seen_free = s->released = NULL;      /* its list may now be popped */
 }
 
 /* Takes s off whichever of the owner's lists holds it (the full lists are
@@ -693,7 +694,9 @@ void *hak_alloc_slow(size_t n)
 void hak_free_local_slow(hak_slab_t *s, hak_block_t *head)
 {
     hak_tls_t *t = &hak_tls;
-    s->free = head;
+    /* atomic: a partial slab's list is read by others under the heap lock,
+     * which this store precedes (remote.c: idle_slab_release, slab_pages_look) */
+    __atomic_store_n(&s->free, head, __ATOMIC_RELEASE);
     slab_unlink(t, s);
     if (large_keep(t, s))
         return;

@@ -191,6 +191,7 @@ void hak_stats_adaptive(struct hak_adaptive_stats *out)
     out->huge_cache_changes = atomic_load(&hak_stat[HAK_STAT_HUGE_CAP_CHANGES]);
     out->huge_reused = atomic_load(&hak_stat[HAK_STAT_HUGE_REUSED]);
     out->huge_reused_bytes = atomic_load(&hak_stat[HAK_STAT_HUGE_REUSED_BYTES]);
+    out->block_pages_released = atomic_load(&hak_stat[HAK_STAT_BLOCK_PAGES_RELEASED]);
 }
 
 void hak_stats_peaks(struct hak_peaks *out)
@@ -314,7 +315,7 @@ static void put_permille(hak_msg_t *m, unsigned long v)
 
 /* Everything both reports say, gathered once: the figures in one table
  * (the text's label, the JSON key, whether it is a peak), after the walk. */
-#define REPORT_ROWS 34
+#define REPORT_ROWS 35
 typedef struct {
     struct { const char *label, *key; size_t v; bool peak; } row[REPORT_ROWS];
     struct hak_stats st;
@@ -357,6 +358,7 @@ static void gather(report_t *r)
     ROW("idle slabs released", "idle_slabs_released", st->idle_slabs_released, false);
     ROW("background thread running", "background", (size_t)ad.background, false);
     ROW("background released bytes", "background_released", ad.released_bytes, false);
+    ROW("free block pages released bytes", "block_pages_released", ad.block_pages_released, false);
     ROW("free page retention ms", "retain_ms", ad.retain_ms, false);
     ROW("retention changes", "retain_changes", ad.retain_changes, false);
     ROW("free page cap bytes", "dirty_cap", hak_pool_dirty_cap(), false);

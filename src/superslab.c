@@ -417,8 +417,11 @@ static void pool_called(uint64_t now)
 {
     if (now - last_call_ms >= retain_ms())
         resume_ms = now;
-    last_call_ms = now;
+    __atomic_store_n(&last_call_ms, now, __ATOMIC_RELAXED);   /* hak_pool_last_call_ms */
 }
+
+/* When a slab was last handed out or freed, read without the lock. */
+uint64_t hak_pool_last_call_ms(void) { return __atomic_load_n(&last_call_ms, __ATOMIC_RELAXED); }
 
 /* Purges the free pages of SuperSlabs that no slab has been freed into for
  * the retention, counted from since at the earliest (all: every one);
@@ -498,7 +501,7 @@ static hak_superslab_t *ss_carve(void)
     rec_runs(ss->pool);
     committed_add(1);
     ss->all_next = all_head;
-    all_head = ss;
+    __atomic_store_n(&all_head, ss, __ATOMIC_RELEASE);    /* hak_superslab_first */
     return ss;
 }
 
@@ -514,6 +517,8 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
     s->boundary_mul = UINT64_MAX / bsize + 1;     /* ceil(2^64 / bsize), bsize > 1 */
     s->prev = s->next = NULL;
+    s->seen_free = NULL;
+    s->released = NULL;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
     hak_slab_set_list(s, HAK_LIST_NONE);
@@ -688,6 +693,14 @@ void hak_pool_unlock_all(bool child)
     }
     else
         hak_unlock(&pool_lock);
+}
+
+/* The SuperSlab carved last; all_next leads to every earlier one.  Without
+ * the pool lock: the list only grows at its head, and a SuperSlab's header
+ * is never unmapped (a purged one reads as free descriptors). */
+hak_superslab_t *hak_superslab_first(void)
+{
+    return __atomic_load_n(&all_head, __ATOMIC_ACQUIRE);
 }
 
 void hak_pool_visit(hak_slab_visitor fn, void *arg)

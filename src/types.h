@@ -17,9 +17,10 @@
  * hak_slab_check in DEBUG builds)
  *   - A slab has at most one owner, a heap (slab.owner = address of the heap
  *     record).  Only the owner thread reads or writes free, used, bump,
- *     parked and the list links, with one exception below (a parked slab of
- *     an idle owner).  Other threads read owner and push to remote; nobody
- *     but the owner touches an owned slab's blocks' links.
+ *     parked and the list links, with two exceptions below (a parked slab of
+ *     an idle owner; the background thread's look at a partial slab).  Other
+ *     threads read owner and push to remote; nobody but the owner writes an
+ *     owned slab's blocks' links.
  *   - The legal combinations (anything else is a bug):
  *
  *       state   owner         list        parked  what it means
@@ -89,6 +90,12 @@
  *     (xmalloc-test: a third of its peak RSS).  Pushes onto a parked slab's
  *     remote list mark its class in heap_rec.spilled; the owner's refill
  *     drains those classes' parked slabs back onto its partial list.
+ *   - Free blocks' pages: the background thread reads the free list of a
+ *     partial slab, and purges the pages inside its blocks past their
+ *     first, under the owner's heap lock (remote.c): the list only grows at
+ *     its head while the slab is partial, and a slab leaves the partial
+ *     list only under that lock.  seen_free and released are its marks,
+ *     NULL whenever the slab is not partial.
  *   - SuperSlab memory and heap records are never unmapped, only purged
  *     (madvise), so a racing reader of a descriptor or an inbox never faults.
  */
@@ -254,6 +261,12 @@ typedef struct hak_slab {
                                        fewer than the list holds (remote.c)      */
     _Atomic(hak_block_t *) remote;
     struct hak_slab *prev, *next;   /* owner's list, or the abandoned list       */
+    /* The background thread's last look at a partial slab (remote.c, Free
+     * blocks' pages), under the owner's heap lock: */
+    hak_block_t *seen_free;         /* the free list's head then                 */
+    hak_block_t *released;          /* the blocks from this one on have had their
+                                       pages released (NULL: none); reset when the
+                                       slab leaves the partial list             */
 } __attribute__((aligned(64))) hak_slab_t;
 
 _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
@@ -500,6 +513,7 @@ HAK_HIDDEN void hak_pool_yield_room(size_t bytes);
 HAK_HIDDEN void hak_pool_lock_all(void);
 HAK_HIDDEN void hak_pool_unlock_all(bool child);
 typedef void (*hak_slab_visitor)(hak_slab_t *s, void *arg);
+HAK_HIDDEN hak_superslab_t *hak_superslab_first(void);  /* lock-free; then all_next */
 HAK_HIDDEN void hak_pool_visit(hak_slab_visitor fn, void *arg); /* caller holds the pool lock */
 HAK_HIDDEN void hak_pool_walk(hak_slab_visitor fn, void *arg);  /* visit under the pool lock */
 HAK_HIDDEN void hak_pool_figures(size_t *mapped, size_t *committed, size_t *superslabs,
@@ -634,10 +648,12 @@ HAK_HIDDEN void hak_background_fork_child(void);
  * deadline (HAK_NEVER: nothing left to release). */
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
+HAK_HIDDEN uint64_t hak_slab_pages_release(void);   /* free blocks' pages (remote.c) */
 HAK_HIDDEN uint64_t hak_retain_ms(void);            /* the learned retention, lock-free */
 HAK_HIDDEN size_t hak_pool_dirty_cap(void);         /* the learned cap on free pages kept */
 HAK_HIDDEN void hak_retain_regret(uint64_t age_ms); /* memory released that old was wanted */
 HAK_HIDDEN uint64_t hak_pool_waits(void);  /* takes of the pool's lock that waited */
+HAK_HIDDEN uint64_t hak_pool_last_call_ms(void);  /* a slab last handed out or freed */
 
 /* ---- Huge blocks (huge.c) ----------------------------------------------------- */
 HAK_HIDDEN void  *hak_huge_alloc(size_t n, size_t align, bool zero);
@@ -768,6 +784,7 @@ enum {
     HAK_STAT_POOL_COMMITTED,        /* bytes of SuperSlabs that may be resident    */
     HAK_STAT_IN_SLABS,              /* bytes of pool pages in slabs (a copy for learn.c) */
     HAK_STAT_BG_RELEASED,           /* bytes the background thread released        */
+    HAK_STAT_BLOCK_PAGES_RELEASED,  /* of those, pages inside free blocks (remote.c) */
     HAK_STAT_RETAIN_CHANGES, HAK_STAT_HUGE_CAP_CHANGES,
     HAK_STAT_DIRTY_CAP_CHANGES,     /* the pool's cap on free pages raised or cut  */
     HAK_STAT_HUGE_REUSED, HAK_STAT_HUGE_REUSED_BYTES,

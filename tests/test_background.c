@@ -64,6 +64,17 @@
  *      pool's 64 MiB cap and are purged, the program takes them back (page
  *      faults), so the cap grows (the report's dirty_cap) and later cycles
  *      fault nothing in.
+ *   r. survivors: 256 MiB of 8-64 KiB blocks, 90% freed at random, then no
+ *      allocator call: the pages inside the free blocks of the slabs the
+ *      survivors pin go back (RSS within 3 times the live bytes, where the
+ *      slabs alone hold 5), the survivors keep every byte, and blocks taken
+ *      again are usable; with HAKMEM_BACKGROUND=0 those pages stay (RSS
+ *      above that bound: the release is the thread's); with
+ *      HAKMEM_RETAIN_MS=1 (the thread looks every few ms), two threads
+ *      replacing such blocks, one class at a time in turn (the slabs of the
+ *      others sit unchanged), never find a byte of a live block changed
+ *      while pages of free ones are released (a release that reaches a
+ *      page of the next block fails both parts).
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -859,6 +870,150 @@ static int huge_pages(bool on)
     return on ? 0 : test_done("test_background (HAKMEM_HUGE_PAGES=0)");
 }
 
+/* r: a block's bytes, from its address and size (its pattern). */
+static unsigned char block_byte(const void *p, size_t i, size_t n)
+{
+    return (unsigned char)(((uintptr_t)p >> 4) + n + i * 7);
+}
+
+static void block_write(unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = block_byte(p, i, n);
+}
+
+static bool block_intact(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != block_byte(p, i, n))
+            return false;
+    return true;
+}
+
+/* r: 256 MiB of 8-64 KiB blocks, 90% freed at random; released: whether
+ * the pages inside the free ones must go back (the thread on) or stay. */
+static int survivors(bool released)
+{
+    const size_t bytes = 256 * MiB;
+    table_init(bytes);
+    size_t *size = mmap(NULL, table_cap * sizeof *size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(size != MAP_FAILED, "mmap");
+    memset(size, 0, table_cap * sizeof *size);
+    size_t base = rss(), n = 0, got = 0;
+    uint64_t seed = 11;
+    while (got < bytes) {
+        size[n] = 8192 + (size_t)(xorshift64(&seed) % (56 * 1024 + 1));
+        table[n] = malloc(size[n]);
+        CHECK(table[n] != NULL, "malloc(%zu)", size[n]);
+        block_write(table[n], size[n]);
+        got += size[n++];
+    }
+    size_t live = 0, kept = 0;
+    for (size_t i = 0; i < n; i++)       /* every tenth survives */
+        if (xorshift64(&seed) % 10 == 0) {
+            table[kept] = table[i];
+            size[kept++] = size[i];
+            live += size[i];
+        } else {
+            free(table[i]);
+        }
+    size_t bound = base + 3 * live, last = rss();
+    double t0 = now_ms(), took = -1;
+    while (now_ms() - t0 < 2000) {
+        last = rss();
+        if (last <= bound && took < 0)
+            took = now_ms() - t0;
+        usleep(10000);
+    }
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    printf("r. %s: %zu blocks of 8-64 KiB (256 MiB), %zu kept (%.1f MiB): RSS %.1f MiB before, "
+           "%.1f MiB 2 s after the frees with no allocator call (bound %.1f MiB, reached after "
+           "%.0f ms); pages of free blocks released %.1f MiB\n",
+           released ? "thread on" : "HAKMEM_BACKGROUND=0", n, kept, (double)live / MiB,
+           (double)base / MiB, (double)last / MiB, (double)bound / MiB, took,
+           (double)ad.block_pages_released / MiB);
+    CHECK((ad.block_pages_released > 0) == released, "%zu bytes of free blocks' pages released",
+          ad.block_pages_released);
+    if (released)
+        CHECK(took >= 0, "RSS %.1f MiB 2 s after the frees, bound %.1f: the pages of free "
+              "blocks in partial slabs were kept", (double)last / MiB, (double)bound / MiB);
+    else
+        CHECK(last > bound, "RSS %.1f MiB with HAKMEM_BACKGROUND=0, within the bound %.1f: "
+              "the test cannot tell the release from its absence", (double)last / MiB,
+              (double)bound / MiB);
+    size_t broken = 0;
+    for (size_t i = 0; i < kept; i++)
+        broken += !block_intact(table[i], size[i]);
+    CHECK(broken == 0, "%zu of %zu surviving blocks changed", broken, kept);
+    /* the freed blocks, taken again: written and read back whole */
+    for (size_t i = kept; i < n; i++) {
+        table[i] = malloc(size[i]);
+        CHECK(table[i] != NULL, "malloc(%zu)", size[i]);
+        block_write(table[i], size[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        broken += !block_intact(table[i], size[i]);
+        free(table[i]);
+    }
+    CHECK(broken == 0, "%zu of %zu blocks changed after the freed ones were taken again", broken, n);
+    munmap(size, table_cap * sizeof *size);
+    return test_done(released ? "test_background (survivors)" : "test_background (survivors, no thread)");
+}
+
+/* r, with HAKMEM_RETAIN_MS=1: blocks replaced while the thread releases. */
+static long churn_broken;
+
+static void *survivor_churn(void *arg)
+{
+    enum { LIVE = 1500, STEPS = 60000 };
+    uint64_t seed = (uintptr_t)arg * 7919 + 3;
+    unsigned char *blk[LIVE];
+    size_t sz[LIVE];
+    for (int i = 0; i < LIVE; i++) {
+        sz[i] = 8192 + (size_t)(xorshift64(&seed) % (56 * 1024 + 1));
+        blk[i] = malloc(sz[i]);
+        block_write(blk[i], sz[i]);
+    }
+    long broken = 0;
+    for (int step = 0; step < STEPS; step++) {
+        int k = (int)(xorshift64(&seed) % LIVE);
+        broken += !block_intact(blk[k], sz[k]);
+        free(blk[k]);
+        /* one class at a time, in turn: the others' slabs sit unchanged
+         * (so the thread releases their free blocks) until their turn */
+        sz[k] = 8192 * (size_t)(1 + (step / 100) % 8);
+        blk[k] = malloc(sz[k]);
+        block_write(blk[k], sz[k]);
+    }
+    for (int i = 0; i < LIVE; i++) {
+        broken += !block_intact(blk[i], sz[i]);
+        free(blk[i]);
+    }
+    __atomic_add_fetch(&churn_broken, broken, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static int survivors_churn(void)
+{
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, survivor_churn, (void *)(uintptr_t)(i + 1)) == 0,
+              "pthread_create");
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    printf("r. HAKMEM_RETAIN_MS=1: 2 threads replaced 120,000 blocks of 8-64 KiB, 1500 live each, "
+           "one class at a time: %ld live blocks changed; released by the thread %.1f MiB\n",
+           churn_broken, (double)ad.block_pages_released / MiB);
+    CHECK(churn_broken == 0, "%ld live blocks changed while free ones were released", churn_broken);
+    CHECK(ad.block_pages_released > 0, "no page of a free block released: the race was not "
+          "exercised");
+    return test_done("test_background (survivors, churn)");
+}
+
 /* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
@@ -1039,6 +1194,12 @@ int main(int argc, char **argv)
         return learned_large();
     if (argc > 1 && strcmp(argv[1], "--fixed-place") == 0)
         return fixed_place();
+    if (argc > 1 && strcmp(argv[1], "--survivors") == 0)
+        return survivors(true);
+    if (argc > 1 && strcmp(argv[1], "--survivors-off") == 0)
+        return survivors(false);
+    if (argc > 1 && strcmp(argv[1], "--survivors-churn") == 0)
+        return survivors_churn();
     if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
         return huge_pages(false);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
@@ -1086,5 +1247,8 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--learned-large",
                   "HAKMEM_BACKGROUND=0 HAKMEM_RETAIN_MS=600000 HAKMEM_HUGE_CACHE_MB=4");
     run_env_child(argv[0], "--fixed-place", "HAKMEM_MAP_THRESHOLD_KB=1024");
+    run_env_child(argv[0], "--survivors", "HAKMEM_STATS=0");
+    run_env_child(argv[0], "--survivors-off", "HAKMEM_BACKGROUND=0");
+    run_env_child(argv[0], "--survivors-churn", "HAKMEM_RETAIN_MS=1");
     return test_done("test_background");
 }

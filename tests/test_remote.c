@@ -6,6 +6,7 @@
  * a cache, an inbox or a remote list).  The threads' order of events
  * differs from run to run; what is asserted does not depend on it. */
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include "hakmem.h"
@@ -431,6 +432,96 @@ static void test_idle_owner_frees_too(void)
     check_settled("idle owner frees too", before);
 }
 
+/* ---- free blocks' pages released by the background thread -------------------------- */
+/* With a retention of 1 ms the background thread releases the pages inside
+ * free 8-64 KiB blocks of partial slabs while two threads replace such
+ * blocks, one class at a time (the others' slabs sit unchanged, so their
+ * free blocks are released), pausing together now and then; then each
+ * frees nine in ten of its blocks and both wait until pages of free blocks
+ * have been released.  No live block may lose a byte, and every slab comes
+ * back. */
+#define PAGES_LIVE 600
+static atomic_int pages_bad;
+static pthread_barrier_t pages_barrier;
+
+static size_t pages_released(void)
+{
+    struct hak_adaptive_stats ad;
+    hak_stats_adaptive(&ad);
+    return ad.block_pages_released;
+}
+
+static void pages_check(unsigned char *b, size_t sz)
+{
+    for (size_t o = 0; o < sz; o += 1024)
+        if (b[o] != (unsigned char)(sz & 0xff))
+            atomic_fetch_add(&pages_bad, 1);
+}
+
+static void *pages_churn(void *arg)
+{
+    uint64_t rng = 0x9e3779b97f4a7c15u * (uint64_t)((uintptr_t)arg + 1);
+    unsigned char *b[PAGES_LIVE];
+    size_t sz[PAGES_LIVE];
+    for (int i = 0; i < PAGES_LIVE; i++) {
+        sz[i] = 8192 + (size_t)(xorshift64(&rng) % (56 * 1024 + 1));
+        b[i] = hak_malloc(sz[i]);
+        memset(b[i], (int)(sz[i] & 0xff), sz[i]);
+    }
+    for (int step = 0; step < race_rounds * 1000; step++) {
+        int k = (int)(xorshift64(&rng) % PAGES_LIVE);
+        pages_check(b[k], sz[k]);
+        hak_free(b[k]);
+        sz[k] = 8192 * (size_t)(1 + (step / 100) % 8);
+        b[k] = hak_malloc(sz[k]);
+        memset(b[k], (int)(sz[k] & 0xff), sz[k]);
+        if (step % 1000 == 999) {        /* both pause: the thread looks and releases */
+            pthread_barrier_wait(&pages_barrier);
+            usleep(30 * 1000);
+            pthread_barrier_wait(&pages_barrier);
+        }
+    }
+    size_t before = pages_released();
+    for (int i = 0; i < PAGES_LIVE; i++)
+        if (i % 10 != 0) {
+            pages_check(b[i], sz[i]);
+            hak_free(b[i]);
+        }
+    pthread_barrier_wait(&pages_barrier);
+    for (int i = 0; i < 200 && pages_released() == before; i++)
+        usleep(10 * 1000);
+    pthread_barrier_wait(&pages_barrier);
+    for (int i = 0; i < PAGES_LIVE; i += 10) {
+        pages_check(b[i], sz[i]);
+        hak_free(b[i]);
+    }
+    return NULL;
+}
+
+static void test_free_pages_released(void)
+{
+    struct figures before = settle();
+    long retain = 0;
+    CHECK(hak_setting_get("HAKMEM_RETAIN_MS", &retain) == 0, "hak_setting_get");
+    CHECK(hak_setting_set("HAKMEM_RETAIN_MS", 1) == 0, "hak_setting_set");
+    size_t r0 = pages_released();
+    pthread_barrier_init(&pages_barrier, NULL, 2);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, pages_churn, (void *)(intptr_t)i) == 0, "pthread_create");
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&pages_barrier);
+    size_t r1 = pages_released();
+    hak_setting_set("HAKMEM_RETAIN_MS", retain);
+    check_settled("free blocks' pages released", before);   /* before printf's buffer */
+    printf("free blocks' pages released while 2 threads replace 8-64 KiB blocks and after they "
+           "free 90%% of them: %.1f MiB, %d live blocks changed\n", (double)(r1 - r0) / (1 << 20),
+           atomic_load(&pages_bad));
+    CHECK(atomic_load(&pages_bad) == 0, "%d live blocks changed", atomic_load(&pages_bad));
+    CHECK(r1 > r0, "no page of a free block released: the race was not exercised");
+}
+
 /* ---- a ring of threads passing blocks on ----------------------------------------- */
 #define RING_THREADS 6
 #define RING_BLOCKS 4000
@@ -510,6 +601,7 @@ int main(void)
     test_idle_owner(200000, 4, 0, 3);
     test_idle_owner_partial(80, IDLE_N);
     test_idle_owner_frees_too();
+    test_free_pages_released();
     test_ring();
     return test_done("test_remote");
 }
