@@ -76,6 +76,7 @@ void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
     hak_list_remove(&r->partial[s->cls], s);
     hak_slab_set_list(s, HAK_LIST_NONE);
     s->seen_free = s->released = NULL;      /* its list may now be popped */
+    s->released_bytes = 0;
 }
 
 /* Takes s off whichever of the owner's lists holds it (the full lists are
@@ -226,12 +227,21 @@ static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, ha
         park_locked(t, park);
     hak_slab_t *s = r->partial[cls];
     for (unsigned k = 0; skip_sparse && k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
+        /* still partial: the background thread's marks stay */
+        hak_block_t *seen = s->seen_free, *released = s->released;
+        uint32_t bytes = s->released_bytes;
         hak_partial_remove(r, s);
         partial_append(r, s);
+        s->seen_free = seen;
+        s->released = released;
+        s->released_bytes = bytes;
         s = r->partial[cls];
     }
-    if (s)
+    if (s) {
+        if (s->released)
+            hak_slab_pages_reused(s);
         hak_partial_remove(r, s);
+    }
     hak_unlock(&r->lock);
     return s;
 }

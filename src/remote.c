@@ -244,6 +244,8 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
  * new head.  The walk trusts no link: it stops at one outside the slab's
  * carved blocks or after as many blocks as the slab holds. */
 #define RELEASE_MIN_BSIZE (2 * HAK_OS_PAGE)
+#define REVISIT 8                   /* retentions between looks at lists seen unchanged */
+static _Atomic size_t pages_watch_released, pages_watch_reused;   /* the regret watch */
 
 static size_t free_blocks_release(hak_slab_t *s, hak_block_t *head, const hak_block_t *stop)
 {
@@ -263,35 +265,43 @@ static size_t free_blocks_release(hak_slab_t *s, hak_block_t *head, const hak_bl
     return released;
 }
 
-/* One look at slab s (racily read, so checked again under the lock);
- * whether it has blocks to release at the next look. */
-static bool slab_pages_look(hak_slab_t *s, size_t *released)
+/* One look at slab s (racily read, so checked again under the lock):
+ * LOOK_NONE, or it has blocks to release at the next look (LOOK_DUE), or
+ * free blocks the owner may add to unseen (LOOK_LATER: its frees do not
+ * wake the thread). */
+enum { LOOK_NONE, LOOK_LATER, LOOK_DUE };
+static int slab_pages_look(hak_slab_t *s, size_t *released)
 {
     uintptr_t o = atomic_load(&s->owner);
     if (!is_heap(o))
-        return false;
+        return LOOK_NONE;
     hak_heap_rec_t *r = (hak_heap_rec_t *)o;
     hak_lock(&r->lock);
     if (atomic_load(&s->owner) != o || __atomic_load_n(&s->list, __ATOMIC_RELAXED) != HAK_LIST_PARTIAL ||
         s->bsize < RELEASE_MIN_BSIZE || s->bsize > HAK_MID_MAX) {
         hak_unlock(&r->lock);
-        return false;
+        return LOOK_NONE;
     }
     hak_block_t *head = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
     bool pending = head != s->released;
     if (head != s->seen_free) {
         s->seen_free = head;
     } else if (pending) {
-        *released += free_blocks_release(s, head, s->released);
+        size_t n = free_blocks_release(s, head, s->released);
+        *released += n;
         s->released = head;
+        s->released_bytes += (uint32_t)n;
+        s->released_ms = (uint32_t)hak_now_ms();
         pending = false;
     }
     hak_unlock(&r->lock);
-    return pending;
+    return pending ? LOOK_DUE : LOOK_LATER;
 }
 
-/* The background thread's turn: ms until the next look, or HAK_NEVER when
- * no partial slab has free blocks waiting for one. */
+/* The background thread's turn: ms until the next look: a retention when
+ * a list changed since the last, REVISIT retentions while partial slabs of
+ * such blocks exist (frees into them may go on without a word to the
+ * thread), HAK_NEVER when none does. */
 uint64_t hak_slab_pages_release(void)
 {
     if (hak_check_mode)
@@ -299,19 +309,40 @@ uint64_t hak_slab_pages_release(void)
     uint64_t retain = hak_retain_ms(), calm = hak_now_ms() - hak_pool_last_call_ms();
     if (calm < retain)
         return retain - calm;
-    bool pending = false;
+    int most = LOOK_NONE;
     size_t released = 0;
     for (hak_superslab_t *ss = hak_superslab_first(); ss; ss = ss->all_next)
         for (unsigned i = 1; i < HAK_SS_PAGES; i++) {
             hak_slab_t *s = &ss->slabs[i];
             if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == HAK_SLAB_ACTIVE &&
                 __atomic_load_n(&s->list, __ATOMIC_RELAXED) == HAK_LIST_PARTIAL &&
-                __atomic_load_n(&s->bsize, __ATOMIC_RELAXED) >= RELEASE_MIN_BSIZE)
-                pending |= slab_pages_look(s, &released);
+                __atomic_load_n(&s->bsize, __ATOMIC_RELAXED) >= RELEASE_MIN_BSIZE) {
+                int look = slab_pages_look(s, &released);
+                if (look > most)
+                    most = look;
+            }
         }
     hak_stat_add(HAK_STAT_BG_RELEASED, released);
     hak_stat_add(HAK_STAT_BLOCK_PAGES_RELEASED, released);
-    return pending ? retain : HAK_NEVER;
+    atomic_fetch_add_explicit(&pages_watch_released, released, memory_order_relaxed);
+    return most == LOOK_DUE ? retain : most == LOOK_LATER ? REVISIT * retain : HAK_NEVER;
+}
+
+/* Regret, as the pool's purges are watched (superslab.c): once slabs whose
+ * free blocks' pages were released have been taken up again for at least
+ * half of the bytes released since the watch began, the retention grows to
+ * twice the age of the release at that reuse, and the watch begins again.
+ * A program whose heap swings (frees at the end of its work, a pause, the
+ * same blocks again) then stops faulting them back in after a few swings. */
+void hak_slab_pages_reused(const hak_slab_t *s)
+{
+    size_t reused = atomic_fetch_add_explicit(&pages_watch_reused, s->released_bytes,
+                                              memory_order_relaxed) + s->released_bytes;
+    if (2 * reused < atomic_load_explicit(&pages_watch_released, memory_order_relaxed))
+        return;
+    hak_retain_regret((uint32_t)hak_now_ms() - s->released_ms);
+    atomic_store_explicit(&pages_watch_released, 0, memory_order_relaxed);
+    atomic_store_explicit(&pages_watch_reused, 0, memory_order_relaxed);
 }
 
 /* A slab of class cls from the abandoned list, now t's, or NULL. */

@@ -267,6 +267,8 @@ typedef struct hak_slab {
     hak_block_t *released;          /* the blocks from this one on have had their
                                        pages released (NULL: none); reset when the
                                        slab leaves the partial list             */
+    uint32_t released_bytes;        /* how many bytes of pages that was          */
+    uint32_t released_ms;           /* when, low 32 bits of hak_now_ms           */
 } __attribute__((aligned(64))) hak_slab_t;
 
 _Static_assert(sizeof(hak_slab_t) == 128, "slab descriptor is two cache lines");
@@ -649,6 +651,10 @@ HAK_HIDDEN void hak_background_fork_child(void);
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
 HAK_HIDDEN uint64_t hak_slab_pages_release(void);   /* free blocks' pages (remote.c) */
+/* s, a partial slab whose blocks are about to be handed out again, leaves
+ * the partial list (under the owner's heap lock): its released pages count
+ * as taken back (remote.c). */
+HAK_HIDDEN void hak_slab_pages_reused(const hak_slab_t *s);
 HAK_HIDDEN uint64_t hak_retain_ms(void);            /* the learned retention, lock-free */
 HAK_HIDDEN size_t hak_pool_dirty_cap(void);         /* the learned cap on free pages kept */
 HAK_HIDDEN void hak_retain_regret(uint64_t age_ms); /* memory released that old was wanted */

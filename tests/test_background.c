@@ -74,7 +74,11 @@
  *      replacing such blocks, one class at a time in turn (the slabs of the
  *      others sit unchanged), never find a byte of a live block changed
  *      while pages of free ones are released (a release that reaches a
- *      page of the next block fails both parts).
+ *      page of the next block fails both parts); with HAKMEM_RETAIN_MS=50,
+ *      a heap that swings (every other one of 4000 32 KiB blocks freed, so
+ *      no slab empties, 250 ms of pause, the blocks taken back and written):
+ *      a pause's release is taken back, which lengthens the retention past
+ *      the pause, and the last cycles fault nothing in.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -1014,6 +1018,51 @@ static int survivors_churn(void)
     return test_done("test_background (survivors, churn)");
 }
 
+/* r, with HAKMEM_RETAIN_MS=50: a heap that swings at a pause. */
+static int survivors_swing(void)
+{
+    enum { N = 4000, CYCLES = 8, SIZE = 32768 };
+    table_init((size_t)N * 1024);
+    for (size_t i = 0; i < N; i++) {
+        table[i] = malloc(SIZE);
+        CHECK(table[i] != NULL, "malloc");
+        memset(table[i], 1, SIZE);
+    }
+    long faults[CYCLES];
+    size_t released[CYCLES];
+    struct hak_adaptive_stats ad;
+    for (int c = 0; c < CYCLES; c++) {
+        for (size_t i = 1; i < N; i += 2)
+            free(table[i]);
+        usleep(250 * 1000);
+        long f0 = minor_faults();
+        for (size_t i = 1; i < N; i += 2) {
+            table[i] = malloc(SIZE);
+            CHECK(table[i] != NULL, "malloc");
+            memset(table[i], 2, SIZE);
+        }
+        faults[c] = minor_faults() - f0;
+        hak_stats_adaptive(&ad);
+        released[c] = ad.block_pages_released;
+    }
+    printf("r. HAKMEM_RETAIN_MS=50, half of 4000 32 KiB blocks freed, 250 ms of pause, taken back: "
+           "page faults per cycle");
+    for (int c = 0; c < CYCLES; c++)
+        printf(" %ld", faults[c]);
+    printf("; free blocks' pages released %.1f MiB; retention %zu ms\n",
+           (double)released[CYCLES - 1] / MiB, ad.retain_ms);
+    CHECK(released[CYCLES - 1] > 0, "no page of a free block released in a pause");
+    CHECK(ad.retain_ms >= 250, "retention %zu ms: the releases taken back did not lengthen it past "
+          "the pause", ad.retain_ms);
+    for (int c = CYCLES - 3; c < CYCLES; c++)
+        CHECK(faults[c] < 100 && released[c] == released[CYCLES - 4], "cycle %d: %ld page faults, "
+              "%zu bytes released so far: pages still released at every pause", c, faults[c],
+              released[c]);
+    for (size_t i = 0; i < N; i++)
+        free(table[i]);
+    return test_done("test_background (survivors, swings)");
+}
+
 /* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
@@ -1200,6 +1249,8 @@ int main(int argc, char **argv)
         return survivors(false);
     if (argc > 1 && strcmp(argv[1], "--survivors-churn") == 0)
         return survivors_churn();
+    if (argc > 1 && strcmp(argv[1], "--survivors-swing") == 0)
+        return survivors_swing();
     if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
         return huge_pages(false);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
@@ -1250,5 +1301,6 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--survivors", "HAKMEM_STATS=0");
     run_env_child(argv[0], "--survivors-off", "HAKMEM_BACKGROUND=0");
     run_env_child(argv[0], "--survivors-churn", "HAKMEM_RETAIN_MS=1");
+    run_env_child(argv[0], "--survivors-swing", "HAKMEM_RETAIN_MS=50");
     return test_done("test_background");
 }
