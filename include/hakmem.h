@@ -147,8 +147,9 @@ struct hak_band_stats {
                                page faults in at its first touch               */
     size_t os_calls;        /* system calls those mallocs and the frees of
                                mapped blocks made                              */
-    size_t released_bytes;  /* cached mappings of the band's size the
-                               background thread returned to the OS            */
+    size_t released_bytes;  /* bytes the background thread returned to the OS:
+                               cached mappings of the band's size, and free
+                               pool pages a Large slab of the band held last   */
 };
 /* 0, or -1 (errno EINVAL) for a band past the last. */
 HAK_API int    hak_stats_band(int band, struct hak_band_stats *out);

@@ -125,6 +125,10 @@ typedef struct hak_ss_pool {
     uint8_t empty_dirty;            /* no slab, some pages still resident         */
     uint8_t run_free, run_dirty;    /* longest runs of free pages and of free dirty
                                        pages: rec_runs after every change       */
+    uint8_t page_band[HAK_SS_PAGES];/* 1 + the size band of the Large slab freed
+                                       last on page i (0: a smaller slab's), so
+                                       that the background thread's purges count
+                                       per band (hak_stats_band)                */
 } pool_rec_t;
 #define REC_CHUNK 1024              /* records mapped at once */
 
@@ -301,6 +305,8 @@ static void committed_add(size_t d)
     hak_stat_note_committed();
 }
 
+static bool purging_in_background;        /* hak_pool_release's purges (pool lock) */
+
 /* Purges every dirty page of ss, one madvise per run. */
 static void ss_purge(hak_superslab_t *ss)
 {
@@ -311,6 +317,9 @@ static void ss_purge(hak_superslab_t *ss)
         if (i + n > HAK_SS_PAGES)
             n = HAK_SS_PAGES - i;
         hak_os_purge((char *)ss + (size_t)i * HAK_PAGE_SIZE, (size_t)n * HAK_PAGE_SIZE);
+        for (unsigned j = i; purging_in_background && j < i + n; j++)
+            if (ss->pool->page_band[j])
+                hak_band_count(ss->pool->page_band[j] - 1u, HAK_BAND_RELEASED, HAK_PAGE_SIZE);
         d &= ~run_mask(i, n);
         dirty_bytes -= (size_t)n * HAK_PAGE_SIZE;
         committed_add((size_t)0 - n);
@@ -519,6 +528,7 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->prev = s->next = NULL;
     s->seen_free = NULL;
     s->released = NULL;
+    s->released_bytes = 0;
     s->bsize = bsize;
     s->cls = (uint8_t)cls;
     hak_slab_set_list(s, HAK_LIST_NONE);
@@ -619,6 +629,8 @@ void hak_pool_slab_free(hak_slab_t *s)
     pool_called(now);
     r->last_free_ms = now;
     r->used_pages &= ~m;
+    for (unsigned j = first; j < first + k; j++)
+        r->page_band[j] = (uint8_t)(s->bsize > HAK_MID_MAX ? hak_band_of(s->bsize) + 1 : 0);
     slab_pages -= k;
     atomic_store_explicit(&hak_stat[HAK_STAT_IN_SLABS], slab_pages * HAK_PAGE_SIZE, memory_order_relaxed);
     r->dirty_pages |= m;
@@ -640,7 +652,9 @@ uint64_t hak_pool_release(void)
     uint64_t now = hak_now_ms();    /* under the lock: no last_free_ms is later */
     size_t dirty_before = dirty_bytes;
     watch_learn(now);
+    purging_in_background = true;
     purge_old(now, 0, false, &watch);
+    purging_in_background = false;
     hak_stat_add(HAK_STAT_BG_RELEASED, dirty_before - dirty_bytes);
     uint64_t retain = retain_ms();
     for (pool_rec_t *r = avail_head; r; r = r->avail_next)

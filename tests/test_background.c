@@ -79,6 +79,10 @@
  *      no slab empties, 250 ms of pause, the blocks taken back and written):
  *      a pause's release is taken back, which lengthens the retention past
  *      the pause, and the last cycles fault nothing in.
+ *   s. a size band's released bytes: 48 MiB of 200 KiB blocks (Large slabs of
+ *      the 128-256 KiB band) freed, then no allocator call: the pages the
+ *      background thread purges count in that band (hak_stats_band), at
+ *      most what its slabs held, and not in the band below.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -1063,6 +1067,40 @@ static int survivors_swing(void)
     return test_done("test_background (survivors, swings)");
 }
 
+/* s: the pool pages Large slabs held count in their band when purged. */
+static void band_released(void)
+{
+    enum { N = 240, SIZE = 200 * 1024 };
+    void *b[N];
+    struct hak_band_stats k0, k1, below0, below1;
+    CHECK(hak_stats_band(1, &k0) == 0 && hak_stats_band(0, &below0) == 0, "hak_stats_band");
+    for (int i = 0; i < N; i++) {
+        b[i] = malloc(SIZE);
+        CHECK(b[i] != NULL, "malloc");
+        memset(b[i], 3, SIZE);
+    }
+    for (int i = 0; i < N; i++)
+        free(b[i]);
+    double t0 = now_ms();
+    do {
+        usleep(20000);
+        hak_stats_band(1, &k1);
+    } while (k1.released_bytes == k0.released_bytes && now_ms() - t0 < 2000);
+    usleep(300000);                     /* whatever else is due */
+    hak_stats_band(1, &k1);
+    hak_stats_band(0, &below1);
+    printf("s. 48 MiB of 200 KiB blocks freed: the 128-256 KiB band counts %.1f MiB released by the "
+           "background thread (the frees purged the rest: empty SuperSlabs beyond those kept), "
+           "the band below %.1f MiB\n", (double)(k1.released_bytes - k0.released_bytes) / MiB,
+           (double)(below1.released_bytes - below0.released_bytes) / MiB);
+    CHECK(k1.released_bytes > k0.released_bytes &&
+          k1.released_bytes - k0.released_bytes <= (size_t)N * 256 * 1024,
+          "band 1 released %zu bytes, %zu freed in slabs of 256 KiB",
+          k1.released_bytes - k0.released_bytes, (size_t)N * 256 * 1024);
+    CHECK(below1.released_bytes == below0.released_bytes, "band 0 released %zu bytes",
+          below1.released_bytes - below0.released_bytes);
+}
+
 /* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
@@ -1277,6 +1315,7 @@ int main(int argc, char **argv)
     run_forked("f. Huge churn", huge_churn);
     run_forked("j. mixed churn", mixed_churn);
     run_forked("l. Large cache", large_cache);
+    run_forked("s. band released", band_released);
     const char *slash = strrchr(argv[0], '/');
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
