@@ -299,6 +299,7 @@ int hak_trim(size_t pad)
     if (hak_check_mode)
         hak_check_heap("malloc_trim");
     int released = hak_heap_trim() | hak_huge_trim();
+    released |= hak_slab_pages_trim();      /* after the heap's: its empty slabs are gone */
     return hak_pool_trim() | released;
 }
 

@@ -268,9 +268,10 @@ static size_t free_blocks_release(hak_slab_t *s, hak_block_t *head, const hak_bl
 /* One look at slab s (racily read, so checked again under the lock):
  * LOOK_NONE, or it has blocks to release at the next look (LOOK_DUE), or
  * free blocks the owner may add to unseen (LOOK_LATER: its frees do not
- * wake the thread). */
+ * wake the thread).  now (malloc_trim): release whatever the list holds
+ * beyond released, changed or not. */
 enum { LOOK_NONE, LOOK_LATER, LOOK_DUE };
-static int slab_pages_look(hak_slab_t *s, size_t *released)
+static int slab_pages_look(hak_slab_t *s, size_t *released, bool now)
 {
     uintptr_t o = atomic_load(&s->owner);
     if (!is_heap(o))
@@ -284,9 +285,10 @@ static int slab_pages_look(hak_slab_t *s, size_t *released)
     }
     hak_block_t *head = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
     bool pending = head != s->released;
-    if (head != s->seen_free) {
+    if (head != s->seen_free && !now) {
         s->seen_free = head;
     } else if (pending) {
+        s->seen_free = head;
         size_t n = free_blocks_release(s, head, s->released);
         *released += n;
         s->released = head;
@@ -296,6 +298,33 @@ static int slab_pages_look(hak_slab_t *s, size_t *released)
     }
     hak_unlock(&r->lock);
     return pending ? LOOK_DUE : LOOK_LATER;
+}
+
+/* Looks at every partial slab of blocks of RELEASE_MIN_BSIZE and up: the
+ * most pressing LOOK_*; the bytes released are counted and added to
+ * *total. */
+static int slab_pages_look_all(bool now, size_t *total)
+{
+    int most = LOOK_NONE;
+    size_t released = 0;
+    for (hak_superslab_t *ss = hak_superslab_first(); ss; ss = ss->all_next)
+        for (unsigned i = 1; i < HAK_SS_PAGES; i++) {
+            hak_slab_t *s = &ss->slabs[i];
+            if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == HAK_SLAB_ACTIVE &&
+                __atomic_load_n(&s->list, __ATOMIC_RELAXED) == HAK_LIST_PARTIAL &&
+                __atomic_load_n(&s->bsize, __ATOMIC_RELAXED) >= RELEASE_MIN_BSIZE) {
+                int look = slab_pages_look(s, &released, now);
+                if (look > most)
+                    most = look;
+            }
+        }
+    if (!now) {
+        hak_stat_add(HAK_STAT_BG_RELEASED, released);
+        atomic_fetch_add_explicit(&pages_watch_released, released, memory_order_relaxed);
+    }
+    hak_stat_add(HAK_STAT_BLOCK_PAGES_RELEASED, released);
+    *total += released;
+    return most;
 }
 
 /* The background thread's turn: ms until the next look: a retention when
@@ -309,23 +338,20 @@ uint64_t hak_slab_pages_release(void)
     uint64_t retain = hak_retain_ms(), calm = hak_now_ms() - hak_pool_last_call_ms();
     if (calm < retain)
         return retain - calm;
-    int most = LOOK_NONE;
     size_t released = 0;
-    for (hak_superslab_t *ss = hak_superslab_first(); ss; ss = ss->all_next)
-        for (unsigned i = 1; i < HAK_SS_PAGES; i++) {
-            hak_slab_t *s = &ss->slabs[i];
-            if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == HAK_SLAB_ACTIVE &&
-                __atomic_load_n(&s->list, __ATOMIC_RELAXED) == HAK_LIST_PARTIAL &&
-                __atomic_load_n(&s->bsize, __ATOMIC_RELAXED) >= RELEASE_MIN_BSIZE) {
-                int look = slab_pages_look(s, &released);
-                if (look > most)
-                    most = look;
-            }
-        }
-    hak_stat_add(HAK_STAT_BG_RELEASED, released);
-    hak_stat_add(HAK_STAT_BLOCK_PAGES_RELEASED, released);
-    atomic_fetch_add_explicit(&pages_watch_released, released, memory_order_relaxed);
+    int most = slab_pages_look_all(false, &released);
     return most == LOOK_DUE ? retain : most == LOOK_LATER ? REVISIT * retain : HAK_NEVER;
+}
+
+/* malloc_trim: every free block's pages at once, in every thread's partial
+ * slabs (the same locks as the background thread's looks). */
+int hak_slab_pages_trim(void)
+{
+    if (hak_check_mode)
+        return 0;
+    size_t released = 0;
+    slab_pages_look_all(true, &released);
+    return released != 0;
 }
 
 /* Regret, as the pool's purges are watched (superslab.c): once slabs whose

@@ -651,6 +651,7 @@ HAK_HIDDEN void hak_background_fork_child(void);
 HAK_HIDDEN uint64_t hak_pool_release(void);
 HAK_HIDDEN uint64_t hak_huge_release(void);
 HAK_HIDDEN uint64_t hak_slab_pages_release(void);   /* free blocks' pages (remote.c) */
+HAK_HIDDEN int hak_slab_pages_trim(void);           /* all of them now: malloc_trim */
 /* s, a partial slab whose blocks are about to be handed out again, leaves
  * the partial list (under the owner's heap lock): its released pages count
  * as taken back (remote.c). */
