@@ -3,9 +3,9 @@
  * Without it, free pages and cached Huge mappings are released only by the
  * allocator calls that follow (slow paths), so a program that frees a lot
  * and then waits keeps what it freed.  This thread sleeps until the
- * earliest deadline the page pool or the Huge cache names (a free page's
- * retention, superslab.c), releases what is due, and sleeps with no deadline
- * when nothing is left, until a free wakes it.
+ * earliest deadline the page pool, the Huge cache or the partial slabs' free
+ * blocks name (a retention, superslab.c; remote.c), releases what is due,
+ * and sleeps with no deadline when nothing is left, until a free wakes it.
  *
  * Started lazily, never at load: by the first malloc slow path that finds
  * HAKMEM holding more than HAK_BG_START_BYTES (smaller programs keep little
