@@ -244,7 +244,12 @@ static void idle_slab_release(hak_heap_rec_t *r, hak_slab_t *s)
  * new head.  The walk trusts no link: it stops at one outside the slab's
  * carved blocks or after as many blocks as the slab holds. */
 #define RELEASE_MIN_BSIZE (2 * HAK_OS_PAGE)
-#define REVISIT 8                   /* retentions between looks at lists seen unchanged */
+/* Retentions between looks at lists seen unchanged: 8, doubled after each
+ * such look that released nothing, up to 64 (each look reads every slab
+ * descriptor: a few ms per GiB of heap). */
+#define REVISIT_SHIFT_MIN 3
+#define REVISIT_SHIFT_MAX 6
+static unsigned revisit_shift = REVISIT_SHIFT_MIN;   /* the background thread's own */
 static _Atomic size_t pages_watch_released, pages_watch_reused;   /* the regret watch */
 
 static size_t free_blocks_release(hak_slab_t *s, hak_block_t *head, const hak_block_t *stop)
@@ -328,7 +333,7 @@ static int slab_pages_look_all(bool now, size_t *total)
 }
 
 /* The background thread's turn: ms until the next look: a retention when
- * a list changed since the last, REVISIT retentions while partial slabs of
+ * a list changed since the last, 8 to 64 retentions while partial slabs of
  * such blocks exist (frees into them may go on without a word to the
  * thread), HAK_NEVER when none does. */
 uint64_t hak_slab_pages_release(void)
@@ -340,7 +345,11 @@ uint64_t hak_slab_pages_release(void)
         return retain - calm;
     size_t released = 0;
     int most = slab_pages_look_all(false, &released);
-    return most == LOOK_DUE ? retain : most == LOOK_LATER ? REVISIT * retain : HAK_NEVER;
+    if (most == LOOK_DUE || released)
+        revisit_shift = REVISIT_SHIFT_MIN;
+    else if (revisit_shift < REVISIT_SHIFT_MAX)
+        revisit_shift++;
+    return most == LOOK_DUE ? retain : most == LOOK_LATER ? retain << revisit_shift : HAK_NEVER;
 }
 
 /* malloc_trim: every free block's pages at once, in every thread's partial
