@@ -67,7 +67,9 @@ static void partial_append(hak_heap_rec_t *r, hak_slab_t *s)
     r->partial_tail[s->cls] = s;
 }
 
-void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
+/* s off its partial list; the background thread's marks stay (a slab sent
+ * to the back of the queue stays partial). */
+static void partial_unlink(hak_heap_rec_t *r, hak_slab_t *s)
 {
     if (is_large(s))
         r->large_kept -= s->bsize;
@@ -75,6 +77,11 @@ void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
         r->partial_tail[s->cls] = s->prev;
     hak_list_remove(&r->partial[s->cls], s);
     hak_slab_set_list(s, HAK_LIST_NONE);
+}
+
+void hak_partial_remove(hak_heap_rec_t *r, hak_slab_t *s)
+{
+    partial_unlink(r, s);
     s->seen_free = s->released = NULL;      /* its list may now be popped */
     s->released_bytes = 0;
 }
@@ -227,14 +234,8 @@ static hak_slab_t *partial_take(hak_tls_t *t, unsigned cls, bool skip_sparse, ha
         park_locked(t, park);
     hak_slab_t *s = r->partial[cls];
     for (unsigned k = 0; skip_sparse && k < SPARSE_SKIPS && s && s->next && slab_sparse(s); k++) {
-        /* still partial: the background thread's marks stay */
-        hak_block_t *seen = s->seen_free, *released = s->released;
-        uint32_t bytes = s->released_bytes;
-        hak_partial_remove(r, s);
+        partial_unlink(r, s);
         partial_append(r, s);
-        s->seen_free = seen;
-        s->released = released;
-        s->released_bytes = bytes;
         s = r->partial[cls];
     }
     if (s) {

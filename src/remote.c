@@ -255,9 +255,8 @@ static _Atomic size_t pages_watch_released, pages_watch_reused;   /* the regret 
 static size_t free_blocks_release(hak_slab_t *s, hak_block_t *head, const hak_block_t *stop)
 {
     size_t released = 0, capacity = (size_t)(s->end - s->start) / s->bsize;
-    const char *bump = __atomic_load_n(&s->bump, __ATOMIC_RELAXED);
     for (hak_block_t *b = head; b != stop && b && capacity; b = b->next, capacity--) {
-        if ((char *)b < s->start || (char *)b >= bump || !hak_slab_boundary(s, b))
+        if (!hak_slab_block_valid(s, b))    /* a link written after its free */
             break;
         /* past the link and the run marks of the block's first 64 bytes */
         uintptr_t from = ((uintptr_t)b + 64 + HAK_OS_PAGE - 1) & ~(uintptr_t)(HAK_OS_PAGE - 1);
