@@ -2,8 +2,12 @@
  *
  * malloc: size -> class (a table up to 1 KiB, a few shifts up to 64 KiB),
  *         pop the current slab's free list.
- * free:   address -> region map -> SuperSlab -> slab; if this thread owns the
- *         slab and p is a block boundary, push onto the slab's free list.
+ * malloc: a Tiny size first pops the thread's cache of its class.
+ * free:   address -> region map -> SuperSlab; a Tiny block (the page's entry
+ *         in the SuperSlab header says so, and where the carved blocks end)
+ *         goes onto the thread's cache of its class; others -> slab: if this
+ *         thread owns the slab and p is a block boundary, push onto the
+ *         slab's free list.
  *         Anything else, including every bad pointer, goes to a slow path
  *         (hak_free_slab_slow when the slab is known), which reports it.
  * Neither takes a lock, issues an atomic read-modify-write, makes a system
@@ -35,8 +39,19 @@ static inline void *hak_malloc_class(unsigned c, size_t n)
  * pays nothing for the Mid one. */
 static inline void *hak_malloc_fast(size_t n)
 {
-    if (HAK_LIKELY(n <= HAK_TINY_MAX))
-        return hak_malloc_class(hak_tiny_class[(n + 7) >> 3], n);
+    if (HAK_LIKELY(n <= HAK_TINY_MAX)) {
+        unsigned c = hak_tiny_class[(n + 7) >> 3];
+        hak_tcache_t *tc = &hak_tls.tc[c];
+        hak_block_t *b = tc->head;
+        if (HAK_LIKELY(b != NULL)) {
+            tc->head = b->next;
+            tc->n--;
+            return b;
+        }
+        if (HAK_UNLIKELY(tc->streak != 0))
+            return hak_tc_dry(tc, n);   /* a tail call: nothing kept across it */
+        return hak_malloc_class(c, n);
+    }
     if (n <= HAK_MID_MAX)
         return hak_malloc_class(hak_class_of(n), n);
     return hak_alloc_slow(n);
@@ -69,11 +84,35 @@ static inline void hak_slab_free_local(hak_slab_t *s, void *p, const char *call)
     __atomic_store_n(&s->free, b, __ATOMIC_RELEASE);
 }
 
-static inline void hak_free_fast(void *p, const char *call)
+static inline __attribute__((always_inline)) void hak_free_fast(void *p, const char *call)
 {
     uintptr_t a = (uintptr_t)p;
     if (HAK_LIKELY(hak_region_is_ss(a))) {
-        hak_slab_t *s = hak_slab_of(hak_ss_of(p), p);
+        /* A Tiny block: checked against its page's entry, not the slab's
+         * descriptor (a line the owner writes and other threads' frees
+         * would read), and kept in this thread's cache whoever owns it.
+         * mul is 0 while the cache is closed, so no offset passes. */
+        hak_superslab_t *ss = hak_ss_of(p);
+        uint32_t e = atomic_load_explicit(&ss->tiny_page[(a >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1)],
+                                          memory_order_relaxed);
+        if (HAK_LIKELY(e != 0)) {
+            hak_tcache_t *tc = &hak_tls.tc[(e & 0xff) - 1];
+            uint64_t off = a & (HAK_PAGE_SIZE - 1);
+            if (HAK_LIKELY(off < (e >> 8) && off * tc->mul < tc->mul)) {
+                hak_block_t *b = (hak_block_t *)p, *head = tc->head;
+                if (HAK_UNLIKELY(head == b))
+                    hak_fatal(call, "double free", b);
+                if (HAK_UNLIKELY(tc->n >= tc->max)) {
+                    hak_tc_full(tc, b, call);
+                    return;
+                }
+                b->next = head;
+                tc->head = b;
+                tc->n++;
+                return;
+            }
+        }
+        hak_slab_t *s = hak_slab_of(ss, p);
         __asm__("" : "+r"(s));   /* one register for s: GCC otherwise computes it twice */
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id) &&
             HAK_LIKELY(hak_slab_boundary(s, p))) {

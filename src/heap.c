@@ -24,6 +24,7 @@
 #define LARGE_LOOK_REFILLS 64                  /* refills between looks at it */
 #define LARGE_GROW_TAKES   16                  /* pool takes between growths */
 #define LARGE_CONTENDED    8                   /* 1 in 8 of them waited: contended */
+#define TC_LOOK_REFILLS    16                  /* refills between looks at the Tiny caches */
 
 __thread hak_tls_t hak_tls = {
     .cur = { [0 ... HAK_NCLASS - 1] = &hak_empty_slab },
@@ -178,6 +179,7 @@ static void slab_carve(hak_slab_t *s)
             hak_check_carved(q, bs);
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
+    hak_tiny_page_set(s, true);
 }
 
 /* Makes the free list non-empty if the slab has any block to give. */
@@ -344,6 +346,8 @@ static hak_heap_rec_t *rec_alloc(void)
     r->large_hits = r->large_refills = r->large_takes = 0;
     r->large_waits = hak_pool_waits();
     r->large_look_ms = 0;
+    r->tc_refills = 0;
+    r->tc_flush_ms = hak_now_ms();
     hak_foreign_init(r);
     /* Last: a late push meant for the record's previous thread may land
      * from here on, and is freed by its slab's owner of the moment. */
@@ -360,6 +364,7 @@ bool hak_heap_init(hak_tls_t *t)
     r->slow = hak_slow_mode;
     t->rec = r;
     t->id = r->slow ? HAK_HEAP_ID_NONE : (uintptr_t)r;
+    hak_tc_open(t);
     hak_stat_add(HAK_STAT_THREADS_STARTED, 1);
     /* Last, because it may allocate: the heap works by now. */
     if (atomic_load(&heap_key_ready))
@@ -395,6 +400,7 @@ void hak_heap_thread_exit(void *arg)
         hak_check_flush();          /* the blocks it held back */
         hak_check_thread_exit();
     }
+    hak_tc_close(t);
     hak_inbox_close(t);
     hak_foreign_ship_all(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
@@ -471,6 +477,22 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
             slab_to_partial(t, s);
     }
     *slot = &t->rec->foreign[cls];
+}
+
+/* The thread's caches of Tiny blocks (hak_tls.tc) are emptied onto their
+ * slabs once a retention after the last time, at a refill: the blocks a
+ * thread cached and did not take back within a retention, a few of them
+ * on many slabs, would otherwise keep those slabs from the pool.  Looked
+ * at every TC_LOOK_REFILLS refills, so the clock is read rarely. */
+static void tc_look(hak_tls_t *t)
+{
+    hak_heap_rec_t *r = t->rec;
+    r->tc_refills = 0;
+    uint64_t now = hak_now_ms();
+    if (now - r->tc_flush_ms < hak_retain_ms())
+        return;
+    r->tc_flush_ms = now;
+    hak_tc_flush(t);
 }
 
 /* ---- the Large cache (ACE) -------------------------------------------------------- */
@@ -586,6 +608,8 @@ static void large_look(hak_tls_t *t)
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
+    if (++r->tc_refills >= TC_LOOK_REFILLS)
+        tc_look(t);
     if (++r->large_refills >= LARGE_LOOK_REFILLS)
         large_look(t);
     if (atomic_load_explicit(&r->idle, memory_order_relaxed))
@@ -794,6 +818,7 @@ int hak_heap_trim(void)
         return 0;
     if (hak_check_mode)
         hak_check_flush();
+    hak_tc_flush(t);
     hak_remote_trim(t);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_slab_t *s = *hak_cur_slot(t, c);

@@ -761,6 +761,93 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
         hak_heap_use_foreign(t, c);     /* hand these out before the thread's own */
 }
 
+/* ---- thread caches of Tiny blocks -------------------------------------------------- */
+#define TC_BYTES (128 * 1024)   /* a class's cache holds up to this many bytes, */
+#define TC_MAX   256            /* and between these many blocks */
+#define TC_MIN   16
+#define TC_STREAK 3             /* fills in a row without running dry: max halves */
+
+void hak_tc_open(hak_tls_t *t)
+{
+    if (hak_slow_mode)
+        return;                     /* every free goes through the slow path */
+    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
+        uint32_t size = hak_classes[c].size, max = TC_BYTES / size;
+        t->tc[c].max = t->tc[c].cap = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
+        t->tc[c].streak = 0;
+        t->tc[c].mul = UINT64_MAX / size + 1;   /* as the slab's boundary_mul */
+    }
+}
+
+/* Each block of list freed by its slab's owner. */
+static void tc_free_list(hak_tls_t *t, hak_block_t *list, const char *call)
+{
+    while (list) {
+        hak_block_t *b = list;
+        list = b->next;
+        free_by_owner(t, slab_of_block(b), b, call);
+    }
+}
+
+/* A free found tc full: the older half of it goes to the slabs, then b in.
+ * A cache that keeps filling without running dry is in a storm of frees
+ * (a program freeing what it built): its max halves down to 0, so that
+ * when the storm ends no cached block keeps a slab from the pool; the
+ * next malloc that finds it dry restores it (hak_tc_dry). */
+void hak_tc_full(hak_tcache_t *tc, hak_block_t *b, const char *call)
+{
+    hak_tls_t *t = &hak_tls;
+    if (++tc->streak >= TC_STREAK)
+        tc->max /= 2;
+    uint32_t keep = tc->max / 2;
+    hak_block_t *rest = tc->head;
+    if (keep > 0) {
+        hak_block_t *last = tc->head;
+        for (uint32_t i = 1; i < keep && last->next; i++)
+            last = last->next;
+        rest = last->next;
+        last->next = NULL;
+    } else
+        tc->head = NULL;
+    tc->n = keep < tc->n ? keep : tc->n;
+    tc_free_list(t, rest, call);
+    if (tc->max == 0) {
+        free_by_owner(t, slab_of_block(b), b, call);
+        return;
+    }
+    b->next = tc->head;
+    tc->head = b;
+    tc->n++;
+}
+
+/* A malloc of n found tc dry after it filled: max back to its cap. */
+void *hak_tc_dry(hak_tcache_t *tc, size_t n)
+{
+    tc->streak = 0;
+    tc->max = tc->cap;
+    return hak_malloc_class((unsigned)(tc - hak_tls.tc), n);
+}
+
+/* Every block of t's caches to its slab (malloc_trim, thread exit). */
+void hak_tc_flush(hak_tls_t *t)
+{
+    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
+        hak_block_t *list = t->tc[c].head;
+        t->tc[c].head = NULL;
+        t->tc[c].n = 0;
+        tc_free_list(t, list, "free");
+    }
+}
+
+/* At thread exit: emptied and closed, so that a later free (another
+ * thread-exit destructor's) goes to the slabs. */
+void hak_tc_close(hak_tls_t *t)
+{
+    hak_tc_flush(t);
+    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++)
+        t->tc[c].mul = t->tc[c].max = t->tc[c].cap = t->tc[c].streak = 0;
+}
+
 /* ---- frees ------------------------------------------------------------------------- */
 /* Frees block b of slab s as thread t, by whoever owns s now. */
 static void free_by_owner(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, const char *call)
@@ -863,6 +950,7 @@ static void fork_fixup(hak_slab_t *s, void *arg)
         if ((char *)b + s->bsize > bump)
             bump = (char *)b + s->bsize;    /* a carve stopped before its bump */
     s->bump = bump;
+    hak_tiny_page_set(s, true);
     size_t carved = (size_t)(bump - s->start) / s->bsize;
     size_t taken = (bump > s->start ? hak_slab_guards(s) : 0) + nfree;
     s->used = carved > taken ? (uint32_t)(carved - taken) : 0;

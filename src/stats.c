@@ -160,6 +160,11 @@ void hak_warn_unknown_option(const char *entry, const char *closest)
 void hak_stats_get(struct hak_stats *out)
 {
     hak_init();
+    /* The calling thread's cached free blocks back on their slabs first, so
+     * that a thread sees its own frees counted (other threads' caches, a
+     * few hundred KiB each at most, count as in use). */
+    if (hak_tls.rec != NULL)
+        hak_tc_flush(&hak_tls);
     hak_pool_figures(&out->mapped, &out->committed, &out->superslabs, &out->slabs, &out->in_use);
     out->huge_in_use = atomic_load(&hak_stat[HAK_STAT_HUGE_BYTES]);
     out->huge_blocks = atomic_load(&hak_stat[HAK_STAT_HUGE_BLOCKS]);

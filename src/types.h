@@ -50,14 +50,23 @@
  *     it is set, so H writes free and used of a parked slab only under that
  *     lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
- *     slab.free, or out: in the user's hands, in a thread's foreign cache,
- *     in a heap's inbox, or on slab.remote.  With pin = 1 for a current
+ *     slab.free, or out: in the user's hands, in a thread's cache (Tiny:
+ *     hak_tls.tc) or foreign cache, in a heap's inbox, or on slab.remote.  With pin = 1 for a current
  *     Tiny or Mid slab (hak_slab_pin), 0 otherwise:
  *         (bump - start) / bsize = |free| + used - pin
  *     so a slab is returned to the pool only when used - pin = 0: no block
  *     can be anywhere else.
  *   - The common malloc and free touch only the calling thread's TLS and the
- *     descriptor of a slab that thread owns: no lock, no atomic RMW.
+ *     descriptor of a slab that thread owns (a Tiny free: the SuperSlab's
+ *     tiny_page entry and no descriptor): no lock, no atomic RMW.
+ *   - A Tiny block freed by any thread goes first to that thread's cache for
+ *     its class (hak_tls.tc, at most tc.max blocks), whoever owns its slab,
+ *     and the thread's next malloc of the class takes it back (LIFO: the
+ *     block is likely still in the CPU's cache).  A full cache frees half
+ *     its blocks by their slabs' owners (locally, or as below); thread exit
+ *     and malloc_trim free all of them.  tc.max is 0 while the thread has
+ *     no heap and in hak_slow_mode, so no block waits in a cache nobody
+ *     empties.
  *   - A free by a thread that does not own the slab keeps the block in the
  *     freeing thread's foreign cache for its class (heap_rec.foreign: the
  *     thread hands such blocks out again itself, so a block may move between
@@ -285,6 +294,11 @@ static inline uint32_t hak_slab_out_snapshot(const hak_slab_t *s)
 typedef struct hak_superslab {
     hak_slab_t slabs[HAK_SS_PAGES]; /* descriptor of the slab starting at page i */
     uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
+    /* page -> its Tiny slab, for a free that reads no descriptor: 1 + class
+     * in bits 0-7, bump - start above (a Tiny slab is one page); 0 when no
+     * Tiny slab starts on the page.  Written with the slab's start, carves
+     * and return to the pool (hak_tiny_page_set). */
+    _Atomic uint32_t tiny_page[HAK_SS_PAGES];
     /* pool lock: */
     struct hak_ss_pool *pool;       /* the page pool's record of it (superslab.c) */
     struct hak_superslab *all_next; /* every SuperSlab ever carved               */
@@ -303,6 +317,17 @@ static inline hak_slab_t *hak_slab_of(hak_superslab_t *ss, const void *p)
 {
     unsigned page = ((uintptr_t)p >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1);
     return &ss->slabs[ss->first_page[page]];
+}
+
+#define HAK_TINY_NCLASS 20                  /* classes 0 .. 19: up to HAK_TINY_MAX */
+
+/* The tiny_page entry of s, after its start or a carve (0: s leaves). */
+static inline void hak_tiny_page_set(hak_slab_t *s, bool active)
+{
+    hak_superslab_t *ss = hak_ss_of(s->start);
+    uint32_t e = active && s->cls < HAK_TINY_NCLASS
+               ? (uint32_t)(s->cls + 1) | (uint32_t)(s->bump - s->start) << 8 : 0;
+    atomic_store_explicit(&ss->tiny_page[s - ss->slabs], e, memory_order_relaxed);
 }
 
 /* p, which lies in a page of s (so p >= s->start), is the start of a block
@@ -431,6 +456,9 @@ typedef struct hak_heap_rec {
     uint64_t large_waits;           /* hak_pool_waits at the last grow           */
     uint32_t large_refills;         /* refills until the next look (owner)       */
     uint64_t large_look_ms;         /* when the budget was last looked at (owner) */
+    uint32_t tc_refills;            /* refills until the next look at the thread's
+                                       caches (owner)                            */
+    uint64_t tc_flush_ms;           /* when they were last emptied (owner)       */
     /* The foreign cache: blocks of other heaps' slabs this thread freed, on
      * the free list of a stand-in slab (list HAK_LIST_FOREIGN) that can be
      * made current, so the fast path hands them out.  Its used counts pops,
@@ -452,7 +480,18 @@ static inline void hak_foreign_reset(hak_heap_rec_t *r, unsigned c)
  * test of their own: cur stays
  * all hak_empty_slab and id stays HAK_HEAP_ID_NONE, so every call reaches
  * the slow paths; rec is the heap either way. */
+/* A thread's cache of free Tiny blocks of one class (types.h, top). */
+typedef struct {
+    hak_block_t *head;
+    uint64_t mul;                   /* the class's boundary_mul; 0: closed       */
+    uint32_t n;                     /* blocks on head                            */
+    uint32_t max;                   /* a free finding n >= max empties half      */
+    uint32_t streak;                /* times it filled since it last ran dry     */
+    uint32_t cap;                   /* max when it runs dry                      */
+} hak_tcache_t;
+
 typedef struct hak_tls {
+    hak_tcache_t tc[HAK_TINY_NCLASS];
     hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
     uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
     hak_heap_rec_t *rec;            /* this thread's heap, NULL before first use */
@@ -623,6 +662,11 @@ HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
 HAK_HIDDEN void  hak_remote_trim(hak_tls_t *t);
+HAK_HIDDEN void  hak_tc_full(hak_tcache_t *tc, hak_block_t *b, const char *call);
+HAK_HIDDEN void *hak_tc_dry(hak_tcache_t *tc, size_t n);
+HAK_HIDDEN void  hak_tc_open(hak_tls_t *t);
+HAK_HIDDEN void  hak_tc_flush(hak_tls_t *t);
+HAK_HIDDEN void  hak_tc_close(hak_tls_t *t);
 HAK_HIDDEN void  hak_slab_release(hak_tls_t *t, hak_slab_t *s);
 HAK_HIDDEN void  hak_slab_abandon(hak_slab_t *s);
 HAK_HIDDEN hak_slab_t *hak_abandoned_take(hak_tls_t *t, unsigned cls);

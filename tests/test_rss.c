@@ -372,13 +372,16 @@ static size_t slabs_now(void)
     return st.slabs;
 }
 
-/* In a fresh thread (a heap of its own), 8 slabs of 1 KiB blocks (64 per
- * slab, grouped by their 64 KiB slab page): the first four keep one block
- * each (sparse), the next three about half.  90 new blocks must come
- * from the half-full slabs, so that freeing the four kept blocks returns
- * four slabs to the pool. */
+/* In a fresh thread (a heap of its own), 8 slabs of 2 KiB blocks (32 per
+ * slab, grouped by their 64 KiB slab page; not Tiny, whose frees wait in
+ * the thread's cache): the first four keep one block each (sparse), the
+ * next three about half.  SPARSE_FRESH new blocks must come from the
+ * half-full slabs, so that freeing the four kept blocks returns four slabs
+ * to the pool. */
 #define SPARSE_SLABS 8
-#define SPARSE_PER 64
+#define SPARSE_PER 32
+#define SPARSE_SIZE 2048
+#define SPARSE_FRESH 45
 static void *sparse_thread(void *arg)
 {
     size_t *released = arg;
@@ -387,15 +390,15 @@ static void *sparse_thread(void *arg)
     uintptr_t slab_page[SPARSE_SLABS];
     int nslab = 0, count[SPARSE_SLABS] = { 0 };
     for (int i = 0; i < SPARSE_SLABS * SPARSE_PER; i++) {
-        b[i] = malloc(1024);
-        CHECK(b[i] != NULL, "malloc(1024)");
+        b[i] = malloc(SPARSE_SIZE);
+        CHECK(b[i] != NULL, "malloc(%d)", SPARSE_SIZE);
         uintptr_t page = (uintptr_t)b[i] >> 16;
         int k = 0;
         while (k < nslab && slab_page[k] != page)
             k++;
         if (k == nslab) {
             if (nslab == SPARSE_SLABS) {
-                CHECK(0, "1 KiB blocks spread over more than %d slabs", SPARSE_SLABS);
+                CHECK(0, "%d B blocks spread over more than %d slabs", SPARSE_SIZE, SPARSE_SLABS);
                 return NULL;
             }
             slab_page[nslab++] = page;
@@ -406,14 +409,14 @@ static void *sparse_thread(void *arg)
         for (int j = 1; j < SPARSE_PER; j++)
             if (k < 4 || j % 2 == 0)
                 free(slab_block[k][j]);
-    void *fresh[90];
-    for (int i = 0; i < 90; i++)
-        fresh[i] = malloc(1024);
+    void *fresh[SPARSE_FRESH];
+    for (int i = 0; i < SPARSE_FRESH; i++)
+        fresh[i] = malloc(SPARSE_SIZE);
     size_t before = slabs_now();
     for (int k = 0; k < 4; k++)
         free(slab_block[k][0]);
     *released = before - slabs_now();
-    for (int i = 0; i < 90; i++)
+    for (int i = 0; i < SPARSE_FRESH; i++)
         free(fresh[i]);
     for (int k = 4; k < SPARSE_SLABS; k++)
         for (int j = 0; j < SPARSE_PER; j++)
