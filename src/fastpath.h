@@ -41,15 +41,14 @@ static inline void *hak_malloc_fast(size_t n)
 {
     if (HAK_LIKELY(n <= HAK_TINY_MAX)) {
         unsigned c = hak_tiny_class[(n + 7) >> 3];
-        hak_tcache_t *tc = &hak_tls.tc[c];
-        hak_block_t *b = tc->head;
+        hak_block_t *b = hak_tls.tc_head[c];
         if (HAK_LIKELY(b != NULL)) {
-            tc->head = b->next;
-            tc->n--;
+            hak_tls.tc_head[c] = b->next;
+            hak_tls.tc_room[c]++;
             return b;
         }
-        if (HAK_UNLIKELY(tc->streak != 0))
-            return hak_tc_dry(tc, n);   /* a tail call: nothing kept across it */
+        if (HAK_UNLIKELY(hak_tls.tc_streak[c] != 0))
+            return hak_tc_dry(c, n);    /* a tail call: nothing kept across it */
         return hak_malloc_class(c, n);
     }
     if (n <= HAK_MID_MAX)
@@ -95,20 +94,20 @@ static inline __attribute__((always_inline)) void hak_free_fast(void *p, const c
         hak_superslab_t *ss = hak_ss_of(p);
         uint32_t e = atomic_load_explicit(&ss->tiny_page[(a >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1)],
                                           memory_order_relaxed);
-        if (HAK_LIKELY(e != 0)) {
-            hak_tcache_t *tc = &hak_tls.tc[(e & 0xff) - 1];
-            uint64_t off = a & (HAK_PAGE_SIZE - 1);
-            if (HAK_LIKELY(off < (e >> 8) && off * tc->mul < tc->mul)) {
-                hak_block_t *b = (hak_block_t *)p, *head = tc->head;
+        uint64_t off = a & (HAK_PAGE_SIZE - 1);
+        if (HAK_LIKELY(off < (e >> 8))) {
+            unsigned c = e & 0xff;
+            uint64_t mul = hak_tls.tc_mul[c];
+            if (HAK_LIKELY(off * mul < mul)) {
+                hak_block_t *b = (hak_block_t *)p, *head = hak_tls.tc_head[c];
                 if (HAK_UNLIKELY(head == b))
                     hak_fatal(call, "double free", b);
-                if (HAK_UNLIKELY(tc->n >= tc->max)) {
-                    hak_tc_full(tc, b, call);
+                if (HAK_UNLIKELY(--hak_tls.tc_room[c] < 0)) {
+                    hak_tc_full(c, b, call);
                     return;
                 }
                 b->next = head;
-                tc->head = b;
-                tc->n++;
+                hak_tls.tc_head[c] = b;
                 return;
             }
         }

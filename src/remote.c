@@ -773,9 +773,11 @@ void hak_tc_open(hak_tls_t *t)
         return;                     /* every free goes through the slow path */
     for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
         uint32_t size = hak_classes[c].size, max = TC_BYTES / size;
-        t->tc[c].max = t->tc[c].cap = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
-        t->tc[c].streak = 0;
-        t->tc[c].mul = UINT64_MAX / size + 1;   /* as the slab's boundary_mul */
+        max = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
+        t->tc_max[c] = t->tc_cap[c] = max;
+        t->tc_room[c] = (int32_t)max;
+        t->tc_streak[c] = 0;
+        t->tc_mul[c] = UINT64_MAX / size + 1;   /* as the slab's boundary_mul */
     }
 }
 
@@ -789,52 +791,59 @@ static void tc_free_list(hak_tls_t *t, hak_block_t *list, const char *call)
     }
 }
 
-/* A free found tc full: the older half of it goes to the slabs, then b in.
- * A cache that keeps filling without running dry is in a storm of frees
- * (a program freeing what it built): its max halves down to 0, so that
- * when the storm ends no cached block keeps a slab from the pool; the
- * next malloc that finds it dry restores it (hak_tc_dry). */
-void hak_tc_full(hak_tcache_t *tc, hak_block_t *b, const char *call)
+/* A free of b found the cache of class c full (its room already counted
+ * down below 0): the older half goes to the slabs, then b in.  A cache
+ * that keeps filling without running dry is in a storm of frees (a program
+ * freeing what it built): its max halves down to 0, so that when the storm
+ * ends no cached block keeps a slab from the pool; the next malloc that
+ * finds it dry restores it (hak_tc_dry). */
+void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
 {
     hak_tls_t *t = &hak_tls;
-    if (++tc->streak >= TC_STREAK)
-        tc->max /= 2;
-    uint32_t keep = tc->max / 2;
-    hak_block_t *rest = tc->head;
-    if (keep > 0) {
-        hak_block_t *last = tc->head;
+    uint32_t held = t->tc_max[c];
+    if (++t->tc_streak[c] >= TC_STREAK)
+        t->tc_max[c] /= 2;
+    uint32_t keep = t->tc_max[c] / 2;
+    hak_block_t *rest = t->tc_head[c];
+    if (keep > 0 && rest != NULL) {
+        hak_block_t *last = rest;
         for (uint32_t i = 1; i < keep && last->next; i++)
             last = last->next;
         rest = last->next;
         last->next = NULL;
     } else
-        tc->head = NULL;
-    tc->n = keep < tc->n ? keep : tc->n;
+        t->tc_head[c] = NULL;
+    if (keep > held)
+        keep = held;
+    t->tc_room[c] = (int32_t)(t->tc_max[c] - keep);
     tc_free_list(t, rest, call);
-    if (tc->max == 0) {
+    if (t->tc_max[c] == 0) {
         free_by_owner(t, slab_of_block(b), b, call);
         return;
     }
-    b->next = tc->head;
-    tc->head = b;
-    tc->n++;
+    b->next = t->tc_head[c];
+    t->tc_head[c] = b;
+    t->tc_room[c]--;
 }
 
-/* A malloc of n found tc dry after it filled: max back to its cap. */
-void *hak_tc_dry(hak_tcache_t *tc, size_t n)
+/* A malloc of n found the cache of class c dry after it filled: max back
+ * to its cap. */
+void *hak_tc_dry(unsigned c, size_t n)
 {
-    tc->streak = 0;
-    tc->max = tc->cap;
-    return hak_malloc_class((unsigned)(tc - hak_tls.tc), n);
+    hak_tls_t *t = &hak_tls;
+    t->tc_streak[c] = 0;
+    t->tc_room[c] += (int32_t)(t->tc_cap[c] - t->tc_max[c]);
+    t->tc_max[c] = t->tc_cap[c];
+    return hak_malloc_class(c, n);
 }
 
 /* Every block of t's caches to its slab (malloc_trim, thread exit). */
 void hak_tc_flush(hak_tls_t *t)
 {
     for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
-        hak_block_t *list = t->tc[c].head;
-        t->tc[c].head = NULL;
-        t->tc[c].n = 0;
+        hak_block_t *list = t->tc_head[c];
+        t->tc_head[c] = NULL;
+        t->tc_room[c] = (int32_t)t->tc_max[c];
         tc_free_list(t, list, "free");
     }
 }
@@ -844,8 +853,11 @@ void hak_tc_flush(hak_tls_t *t)
 void hak_tc_close(hak_tls_t *t)
 {
     hak_tc_flush(t);
-    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++)
-        t->tc[c].mul = t->tc[c].max = t->tc[c].cap = t->tc[c].streak = 0;
+    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
+        t->tc_mul[c] = 0;
+        t->tc_max[c] = t->tc_cap[c] = t->tc_streak[c] = 0;
+        t->tc_room[c] = 0;
+    }
 }
 
 /* ---- frees ------------------------------------------------------------------------- */

@@ -51,7 +51,7 @@
  *     lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
  *     slab.free, or out: in the user's hands, in a thread's cache (Tiny:
- *     hak_tls.tc) or foreign cache, in a heap's inbox, or on slab.remote.  With pin = 1 for a current
+ *     hak_tls.tc_head) or foreign cache, in a heap's inbox, or on slab.remote.  With pin = 1 for a current
  *     Tiny or Mid slab (hak_slab_pin), 0 otherwise:
  *         (bump - start) / bsize = |free| + used - pin
  *     so a slab is returned to the pool only when used - pin = 0: no block
@@ -60,7 +60,7 @@
  *     descriptor of a slab that thread owns (a Tiny free: the SuperSlab's
  *     tiny_page entry and no descriptor): no lock, no atomic RMW.
  *   - A Tiny block freed by any thread goes first to that thread's cache for
- *     its class (hak_tls.tc, at most tc.max blocks), whoever owns its slab,
+ *     its class (hak_tls.tc_head, at most tc_max blocks), whoever owns its slab,
  *     and the thread's next malloc of the class takes it back (LIFO: the
  *     block is likely still in the CPU's cache).  A full cache frees half
  *     its blocks by their slabs' owners (locally, or as below); thread exit
@@ -294,9 +294,9 @@ static inline uint32_t hak_slab_out_snapshot(const hak_slab_t *s)
 typedef struct hak_superslab {
     hak_slab_t slabs[HAK_SS_PAGES]; /* descriptor of the slab starting at page i */
     uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
-    /* page -> its Tiny slab, for a free that reads no descriptor: 1 + class
+    /* page -> its Tiny slab, for a free that reads no descriptor: the class
      * in bits 0-7, bump - start above (a Tiny slab is one page); 0 when no
-     * Tiny slab starts on the page.  Written with the slab's start, carves
+     * Tiny slab starts on the page, so that no offset is below its bump.  Written with the slab's start, carves
      * and return to the pool (hak_tiny_page_set). */
     _Atomic uint32_t tiny_page[HAK_SS_PAGES];
     /* pool lock: */
@@ -326,7 +326,7 @@ static inline void hak_tiny_page_set(hak_slab_t *s, bool active)
 {
     hak_superslab_t *ss = hak_ss_of(s->start);
     uint32_t e = active && s->cls < HAK_TINY_NCLASS
-               ? (uint32_t)(s->cls + 1) | (uint32_t)(s->bump - s->start) << 8 : 0;
+               ? (uint32_t)s->cls | (uint32_t)(s->bump - s->start) << 8 : 0;
     atomic_store_explicit(&ss->tiny_page[s - ss->slabs], e, memory_order_relaxed);
 }
 
@@ -480,18 +480,16 @@ static inline void hak_foreign_reset(hak_heap_rec_t *r, unsigned c)
  * test of their own: cur stays
  * all hak_empty_slab and id stays HAK_HEAP_ID_NONE, so every call reaches
  * the slow paths; rec is the heap either way. */
-/* A thread's cache of free Tiny blocks of one class (types.h, top). */
-typedef struct {
-    hak_block_t *head;
-    uint64_t mul;                   /* the class's boundary_mul; 0: closed       */
-    uint32_t n;                     /* blocks on head                            */
-    uint32_t max;                   /* a free finding n >= max empties half      */
-    uint32_t streak;                /* times it filled since it last ran dry     */
-    uint32_t cap;                   /* max when it runs dry                      */
-} hak_tcache_t;
-
 typedef struct hak_tls {
-    hak_tcache_t tc[HAK_TINY_NCLASS];
+    /* The Tiny caches (top of this file), one entry per class in each
+     * array, so that the fast paths index each with the class: */
+    hak_block_t *tc_head[HAK_TINY_NCLASS];
+    uint64_t tc_mul[HAK_TINY_NCLASS];   /* the class's boundary_mul; 0: closed    */
+    int32_t tc_room[HAK_TINY_NCLASS];   /* blocks it takes before it is full:
+                                           tc_max - blocks on tc_head           */
+    uint32_t tc_max[HAK_TINY_NCLASS];
+    uint32_t tc_streak[HAK_TINY_NCLASS];/* times it filled since it last ran dry  */
+    uint32_t tc_cap[HAK_TINY_NCLASS];   /* tc_max when it runs dry               */
     hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
     uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
     hak_heap_rec_t *rec;            /* this thread's heap, NULL before first use */
@@ -662,8 +660,8 @@ HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
 HAK_HIDDEN void  hak_remote_trim(hak_tls_t *t);
-HAK_HIDDEN void  hak_tc_full(hak_tcache_t *tc, hak_block_t *b, const char *call);
-HAK_HIDDEN void *hak_tc_dry(hak_tcache_t *tc, size_t n);
+HAK_HIDDEN void  hak_tc_full(unsigned c, hak_block_t *b, const char *call);
+HAK_HIDDEN void *hak_tc_dry(unsigned c, size_t n);
 HAK_HIDDEN void  hak_tc_open(hak_tls_t *t);
 HAK_HIDDEN void  hak_tc_flush(hak_tls_t *t);
 HAK_HIDDEN void  hak_tc_close(hak_tls_t *t);
