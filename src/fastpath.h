@@ -47,7 +47,8 @@ static inline void *hak_malloc_fast(size_t n)
             hak_tls.tc_room[c]++;
             return b;
         }
-        if (HAK_UNLIKELY(hak_tls.tc_streak[c] != 0))
+        /* dry after it filled, or below its cap */
+        if (HAK_UNLIKELY((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0))
             return hak_tc_dry(c, n);    /* a tail call: nothing kept across it */
         return hak_malloc_class(c, n);
     }

@@ -773,9 +773,9 @@ void hak_tc_open(hak_tls_t *t)
         return;                     /* every free goes through the slow path */
     for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
         uint32_t size = hak_classes[c].size, max = TC_BYTES / size;
-        max = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
-        t->tc_max[c] = t->tc_cap[c] = max;
-        t->tc_room[c] = (int32_t)max;
+        t->tc_cap[c] = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
+        t->tc_max[c] = TC_MIN;      /* grown as the thread's mallocs find it dry */
+        t->tc_room[c] = TC_MIN;
         t->tc_streak[c] = 0;
         t->tc_mul[c] = UINT64_MAX / size + 1;   /* as the slab's boundary_mul */
     }
@@ -826,14 +826,16 @@ void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
     t->tc_room[c]--;
 }
 
-/* A malloc of n found the cache of class c dry after it filled: max back
- * to its cap. */
+/* A malloc of n found the cache of class c dry after it filled, or below
+ * its cap: a thread that takes back what it frees earns a bigger cache,
+ * doubled up to the cap (a thread that only frees keeps a small one). */
 void *hak_tc_dry(unsigned c, size_t n)
 {
     hak_tls_t *t = &hak_tls;
+    uint32_t max = t->tc_max[c] < TC_MIN ? TC_MIN : 2 * t->tc_max[c];
     t->tc_streak[c] = 0;
-    t->tc_room[c] += (int32_t)(t->tc_cap[c] - t->tc_max[c]);
-    t->tc_max[c] = t->tc_cap[c];
+    t->tc_max[c] = max < t->tc_cap[c] ? max : t->tc_cap[c];
+    t->tc_room[c] = (int32_t)t->tc_max[c];      /* empty */
     return hak_malloc_class(c, n);
 }
 
