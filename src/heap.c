@@ -820,6 +820,10 @@ int hak_heap_trim(void)
         hak_check_flush();
     hak_tc_flush(t);
     hak_remote_trim(t);
+    /* blocks other threads left on parked slabs while this one looked idle */
+    uint64_t spilled = hak_spilled_take(t->rec);
+    if (spilled)
+        unpark_spilled(t, spilled);
     for (unsigned c = 0; c < HAK_NCLASS; c++) {
         hak_slab_t *s = *hak_cur_slot(t, c);
         if (is_slab(s))
