@@ -1,8 +1,8 @@
 /* The fast paths of malloc and free, inlined into the exported entry points.
  *
- * malloc: size -> class (a table up to 1 KiB, a few shifts up to 64 KiB),
- *         pop the current slab's free list.
- * malloc: a Tiny size first pops the thread's cache of its class.
+ * malloc: size -> class (a table up to 1 KiB, a few shifts up to 64 KiB);
+ *         a Tiny class pops the thread's cache of the class, then (and
+ *         every other class) the current slab's free list.
  * free:   address -> region map -> SuperSlab; a Tiny block (the page's entry
  *         in the SuperSlab header says so, and where the carved blocks end)
  *         goes onto the thread's cache of its class; others -> slab: if this

@@ -343,10 +343,10 @@ static hak_heap_rec_t *rec_alloc(void)
     r->large_kept = 0;
     r->large_budget = large_budget_fixed();     /* learned: 0 until the pool's lock is contended */
     r->large_over = false;
-    r->large_hits = r->large_refills = r->large_takes = 0;
+    r->large_hits = r->large_takes = 0;
+    r->refills = 0;
     r->large_waits = hak_pool_waits();
     r->large_look_ms = 0;
-    r->tc_refills = 0;
     r->tc_flush_ms = hak_now_ms();
     hak_foreign_init(r);
     /* Last: a late push meant for the record's previous thread may land
@@ -479,7 +479,7 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
     *slot = &t->rec->foreign[cls];
 }
 
-/* The thread's caches of Tiny blocks (hak_tls.tc) are emptied onto their
+/* The thread's caches of Tiny blocks (hak_tls.tc_head) are emptied onto their
  * slabs once a retention after the last time, at a refill: the blocks a
  * thread cached and did not take back within a retention, a few of them
  * on many slabs, would otherwise keep those slabs from the pool.  Looked
@@ -487,7 +487,6 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
 static void tc_look(hak_tls_t *t)
 {
     hak_heap_rec_t *r = t->rec;
-    r->tc_refills = 0;
     uint64_t now = hak_now_ms();
     if (now - r->tc_flush_ms < hak_retain_ms())
         return;
@@ -590,7 +589,6 @@ static void large_yield(hak_tls_t *t)
 static void large_look(hak_tls_t *t)
 {
     hak_heap_rec_t *r = t->rec;
-    r->large_refills = 0;
     uint64_t now = hak_now_ms();
     if (now - r->large_look_ms < (uint64_t)hak_option(HAK_OPT_RETAIN_MS))
         return;
@@ -608,9 +606,9 @@ static void large_look(hak_tls_t *t)
 static hak_slab_t *heap_refill(hak_tls_t *t, unsigned cls)
 {
     hak_heap_rec_t *r = t->rec;
-    if (++r->tc_refills >= TC_LOOK_REFILLS)
+    if (++r->refills % TC_LOOK_REFILLS == 0)
         tc_look(t);
-    if (++r->large_refills >= LARGE_LOOK_REFILLS)
+    if (r->refills % LARGE_LOOK_REFILLS == 0)
         large_look(t);
     if (atomic_load_explicit(&r->idle, memory_order_relaxed))
         atomic_store_explicit(&r->idle, 0, memory_order_relaxed);   /* allocating again */

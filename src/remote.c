@@ -777,7 +777,7 @@ void hak_tc_open(hak_tls_t *t)
         t->tc_max[c] = TC_MIN;      /* grown as the thread's mallocs find it dry */
         t->tc_room[c] = TC_MIN;
         t->tc_streak[c] = 0;
-        t->tc_mul[c] = UINT64_MAX / size + 1;   /* as the slab's boundary_mul */
+        t->tc_mul[c] = hak_boundary_mul(size);
     }
 }
 
@@ -800,21 +800,20 @@ static void tc_free_list(hak_tls_t *t, hak_block_t *list, const char *call)
 void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
 {
     hak_tls_t *t = &hak_tls;
-    uint32_t held = t->tc_max[c];
+    /* it holds tc_max blocks (none once a storm has halved it to 0) */
+    hak_assert((t->tc_max[c] == 0) == (t->tc_head[c] == NULL));
     if (++t->tc_streak[c] >= TC_STREAK)
         t->tc_max[c] /= 2;
     uint32_t keep = t->tc_max[c] / 2;
     hak_block_t *rest = t->tc_head[c];
-    if (keep > 0 && rest != NULL) {
+    if (keep > 0) {                 /* keep < the blocks held: the new max / 2 */
         hak_block_t *last = rest;
-        for (uint32_t i = 1; i < keep && last->next; i++)
+        for (uint32_t i = 1; i < keep; i++)
             last = last->next;
         rest = last->next;
         last->next = NULL;
     } else
         t->tc_head[c] = NULL;
-    if (keep > held)
-        keep = held;
     t->tc_room[c] = (int32_t)(t->tc_max[c] - keep);
     tc_free_list(t, rest, call);
     if (t->tc_max[c] == 0) {

@@ -524,7 +524,7 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     s->start = (char *)ss + (size_t)first * HAK_PAGE_SIZE;
     s->bump = s->start;
     s->end = s->start + ((size_t)k * HAK_PAGE_SIZE) / bsize * bsize;
-    s->boundary_mul = UINT64_MAX / bsize + 1;     /* ceil(2^64 / bsize), bsize > 1 */
+    s->boundary_mul = hak_boundary_mul(bsize);
     s->prev = s->next = NULL;
     s->seen_free = NULL;
     s->released = NULL;

@@ -51,8 +51,9 @@
  *     lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
  *     slab.free, or out: in the user's hands, in a thread's cache (Tiny:
- *     hak_tls.tc_head) or foreign cache, in a heap's inbox, or on slab.remote.  With pin = 1 for a current
- *     Tiny or Mid slab (hak_slab_pin), 0 otherwise:
+ *     hak_tls.tc_head) or foreign cache, in a heap's inbox, or on
+ *     slab.remote.  With pin = 1 for a current Tiny or Mid slab
+ *     (hak_slab_pin), 0 otherwise:
  *         (bump - start) / bsize = |free| + used - pin
  *     so a slab is returned to the pool only when used - pin = 0: no block
  *     can be anywhere else.
@@ -64,8 +65,9 @@
  *     and the thread's next malloc of the class takes it back (LIFO: the
  *     block is likely still in the CPU's cache).  A full cache frees half
  *     its blocks by their slabs' owners (locally, or as below); thread exit
- *     and malloc_trim free all of them.  tc.max is 0 while the thread has
- *     no heap and in hak_slow_mode, so no block waits in a cache nobody
+ *     and malloc_trim free all of them.  The cache is closed (tc_mul 0, so
+ *     no offset passes the free's boundary test) while the thread has no
+ *     heap and in hak_slow_mode, so no block waits in a cache nobody
  *     empties.
  *   - A free by a thread that does not own the slab keeps the block in the
  *     freeing thread's foreign cache for its class (heap_rec.foreign: the
@@ -296,8 +298,9 @@ typedef struct hak_superslab {
     uint8_t first_page[HAK_SS_PAGES]; /* page -> first page of its slab (itself if free) */
     /* page -> its Tiny slab, for a free that reads no descriptor: the class
      * in bits 0-7, bump - start above (a Tiny slab is one page); 0 when no
-     * Tiny slab starts on the page, so that no offset is below its bump.  Written with the slab's start, carves
-     * and return to the pool (hak_tiny_page_set). */
+     * Tiny slab starts on the page, so that no offset is below its bump.
+     * Written with the slab's start, carves and return to the pool
+     * (hak_tiny_page_set). */
     _Atomic uint32_t tiny_page[HAK_SS_PAGES];
     /* pool lock: */
     struct hak_ss_pool *pool;       /* the page pool's record of it (superslab.c) */
@@ -328,6 +331,12 @@ static inline void hak_tiny_page_set(hak_slab_t *s, bool active)
     uint32_t e = active && s->cls < HAK_TINY_NCLASS
                ? (uint32_t)s->cls | (uint32_t)(s->bump - s->start) << 8 : 0;
     atomic_store_explicit(&ss->tiny_page[s - ss->slabs], e, memory_order_relaxed);
+}
+
+/* ceil(2^64 / bsize), bsize > 1: the multiplier of hak_slab_boundary's test. */
+static inline uint64_t hak_boundary_mul(uint32_t bsize)
+{
+    return UINT64_MAX / bsize + 1;
 }
 
 /* p, which lies in a page of s (so p >= s->start), is the start of a block
@@ -454,10 +463,8 @@ typedef struct hak_heap_rec {
     uint32_t large_hits;            /* Large slabs reused since the last look    */
     uint32_t large_takes;           /* Large slabs from the pool since the last grow */
     uint64_t large_waits;           /* hak_pool_waits at the last grow           */
-    uint32_t large_refills;         /* refills until the next look (owner)       */
+    uint32_t refills;               /* refills so far: the looks' cadence (owner) */
     uint64_t large_look_ms;         /* when the budget was last looked at (owner) */
-    uint32_t tc_refills;            /* refills until the next look at the thread's
-                                       caches (owner)                            */
     uint64_t tc_flush_ms;           /* when they were last emptied (owner)       */
     /* The foreign cache: blocks of other heaps' slabs this thread freed, on
      * the free list of a stand-in slab (list HAK_LIST_FOREIGN) that can be
