@@ -81,7 +81,7 @@ static void *alloc_unwatched(size_t n, size_t align)
     if (align <= 16 && n <= HAK_LARGE_MAX)
         return hak_alloc_class(hak_class_of(n));    /* every class is a multiple of 16 */
     if (align <= HAK_SLAB_ALIGN_MAX && n <= HAK_LARGE_MAX)
-        return hak_alloc_class((unsigned)hak_class_for_aligned(n, align));
+        return hak_tc_pop_class((unsigned)hak_class_for_aligned(n, align));
     return hak_huge_alloc(n, align, false);
 }
 

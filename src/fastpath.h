@@ -1,10 +1,11 @@
 /* The fast paths of malloc and free, inlined into the exported entry points.
  *
  * malloc: size -> class (a table up to 1 KiB, a few shifts up to 64 KiB);
- *         a Tiny class pops the thread's cache of the class, then (and
- *         every other class) the current slab's free list.
- * free:   address -> region map -> SuperSlab; a Tiny block (the page's entry
- *         in the SuperSlab header says so, and where the carved blocks end)
+ *         a Tiny or Mid class pops the thread's cache of the class, then
+ *         the current slab's free list.
+ * free:   address -> region map -> SuperSlab; a Tiny or Mid block (the
+ *         page's entry in the SuperSlab header says so, and where the carved
+ *         blocks end)
  *         goes onto the thread's cache of its class; others -> slab: if this
  *         thread owns the slab and p is a block boundary, push onto the
  *         slab's free list.
@@ -35,26 +36,68 @@ static inline void *hak_malloc_class(unsigned c, size_t n)
     return hak_alloc_slow(n);       /* n, not c: it is still in its register */
 }
 
-/* Tiny and Mid each inline their own copy of the pop, so that the Tiny path
- * pays nothing for the Mid one. */
-static inline void *hak_malloc_fast(size_t n)
+/* A pop from the thread's cache of class c (Tiny or Mid), else its slab. */
+static inline __attribute__((always_inline)) void *hak_tc_pop(unsigned c, size_t n)
 {
-    if (HAK_LIKELY(n <= HAK_TINY_MAX)) {
-        unsigned c = hak_tiny_class[(n + 7) >> 3];
+    hak_block_t *b = hak_tls.tc_head[c];
+    if (HAK_LIKELY(b != NULL)) {
+        hak_tls.tc_head[c] = b->next;
+        hak_tls.tc_room[c]++;
+        return b;
+    }
+    /* dry after it filled, or below its cap */
+    if (HAK_UNLIKELY((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0))
+        return hak_tc_dry(c, n);    /* a tail call: nothing kept across it */
+    return hak_malloc_class(c, n);
+}
+
+/* A block of class c for an aligned allocation (every block of the class
+ * has the alignment): the thread's cache first, as malloc, then the slab. */
+static inline void *hak_tc_pop_class(unsigned c)
+{
+    if (c < HAK_TC_NCLASS) {
         hak_block_t *b = hak_tls.tc_head[c];
-        if (HAK_LIKELY(b != NULL)) {
+        if (b != NULL) {
             hak_tls.tc_head[c] = b->next;
             hak_tls.tc_room[c]++;
             return b;
         }
-        /* dry after it filled, or below its cap */
-        if (HAK_UNLIKELY((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0))
-            return hak_tc_dry(c, n);    /* a tail call: nothing kept across it */
-        return hak_malloc_class(c, n);
+        if ((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0)
+            hak_tc_grow(c);
     }
+    return hak_alloc_class(c);
+}
+
+/* Tiny and Mid each inline their own copy of the pop, so that the Tiny path
+ * pays nothing for the Mid one. */
+static inline void *hak_malloc_fast(size_t n)
+{
+    if (HAK_LIKELY(n <= HAK_TINY_MAX))
+        return hak_tc_pop(hak_tiny_class[(n + 7) >> 3], n);
     if (n <= HAK_MID_MAX)
-        return hak_malloc_class(hak_class_of(n), n);
+        return hak_tc_pop(hak_class_of(n), n);
     return hak_alloc_slow(n);
+}
+
+/* A push of p, at offset off in its slab of class c, onto the thread's
+ * cache of the class, if off is a block boundary (mul is 0 while the cache
+ * is closed, so that no offset passes). */
+static inline __attribute__((always_inline)) bool hak_tc_push(unsigned c, uint64_t off, void *p,
+                                                              const char *call)
+{
+    uint64_t mul = hak_tls.tc_mul[c];
+    if (HAK_UNLIKELY(off * mul >= mul))
+        return false;
+    hak_block_t *b = (hak_block_t *)p, *head = hak_tls.tc_head[c];
+    if (HAK_UNLIKELY(head == b))
+        hak_fatal(call, "double free", b);
+    if (HAK_UNLIKELY(--hak_tls.tc_room[c] < 0)) {
+        hak_tc_full(b, c, call);
+        return true;
+    }
+    b->next = head;
+    hak_tls.tc_head[c] = b;
+    return true;
 }
 
 /* Free of block p of slab s, which the calling thread owns; p is valid.
@@ -88,30 +131,27 @@ static inline __attribute__((always_inline)) void hak_free_fast(void *p, const c
 {
     uintptr_t a = (uintptr_t)p;
     if (HAK_LIKELY(hak_region_is_ss(a))) {
-        /* A Tiny block: checked against its page's entry, not the slab's
-         * descriptor (a line the owner writes and other threads' frees
-         * would read), and kept in this thread's cache whoever owns it.
-         * mul is 0 while the cache is closed, so no offset passes. */
+        /* A Tiny or Mid block: checked against its page's entry, not the
+         * slab's descriptor (a line the owner writes and other threads'
+         * frees would read), and kept in this thread's cache whoever owns
+         * it. */
         hak_superslab_t *ss = hak_ss_of(p);
         uint32_t e = atomic_load_explicit(&ss->tiny_page[(a >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1)],
                                           memory_order_relaxed);
         uint64_t off = a & (HAK_PAGE_SIZE - 1);
-        if (HAK_LIKELY(off < (e >> 8))) {
-            unsigned c = e & 0xff;
-            uint64_t mul = hak_tls.tc_mul[c];
-            if (HAK_LIKELY(off * mul < mul)) {
-                hak_block_t *b = (hak_block_t *)p, *head = hak_tls.tc_head[c];
-                if (HAK_UNLIKELY(head == b))
-                    hak_fatal(call, "double free", b);
-                if (HAK_UNLIKELY(--hak_tls.tc_room[c] < 0)) {
-                    hak_tc_full(c, b, call);
-                    return;
-                }
-                b->next = head;
-                hak_tls.tc_head[c] = b;
-                return;
-            }
+        if (HAK_UNLIKELY(off >= (e >> 8))) {
+            /* Not Tiny: computed again from a, so that the Tiny path keeps
+             * nothing in a register for this one. */
+            __asm__("" : "+r"(a));
+            e = atomic_load_explicit(&hak_ss_of((void *)a)->mid_page[(a >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1)],
+                                     memory_order_relaxed);
+            off = (a & (HAK_PAGE_SIZE - 1)) + ((uint64_t)(e & 0x700) << (HAK_PAGE_SHIFT - 8));
+            if (off >= (e >> HAK_MID_PAGE_SHIFT))
+                goto slab;
         }
+        if (HAK_LIKELY(hak_tc_push(e & 0xff, off, p, call)))
+            return;
+    slab:;
         hak_slab_t *s = hak_slab_of(ss, p);
         __asm__("" : "+r"(s));   /* one register for s: GCC otherwise computes it twice */
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == hak_tls.id) &&

@@ -24,7 +24,7 @@
 #define LARGE_LOOK_REFILLS 64                  /* refills between looks at it */
 #define LARGE_GROW_TAKES   16                  /* pool takes between growths */
 #define LARGE_CONTENDED    8                   /* 1 in 8 of them waited: contended */
-#define TC_LOOK_REFILLS    16                  /* refills between looks at the Tiny caches */
+#define TC_LOOK_REFILLS    16                  /* refills between looks at the thread caches */
 
 __thread hak_tls_t hak_tls = {
     .cur = { [0 ... HAK_NCLASS - 1] = &hak_empty_slab },
@@ -179,7 +179,7 @@ static void slab_carve(hak_slab_t *s)
             hak_check_carved(q, bs);
     s->free = (hak_block_t *)p;
     __atomic_store_n(&s->bump, stop, __ATOMIC_RELAXED);
-    hak_tiny_page_set(s, true);
+    hak_block_page_set(s, true);
 }
 
 /* Makes the free list non-empty if the slab has any block to give. */
@@ -479,7 +479,7 @@ void hak_heap_use_foreign(hak_tls_t *t, unsigned cls)
     *slot = &t->rec->foreign[cls];
 }
 
-/* The thread's caches of Tiny blocks (hak_tls.tc_head) are emptied onto their
+/* The thread's caches of Tiny and Mid blocks (hak_tls.tc_head) are emptied onto their
  * slabs once a retention after the last time, at a refill: the blocks a
  * thread cached and did not take back within a retention, a few of them
  * on many slabs, would otherwise keep those slabs from the pool.  Looked

@@ -761,21 +761,22 @@ static void free_foreign(hak_tls_t *t, hak_slab_t *s, hak_block_t *b, uintptr_t 
         hak_heap_use_foreign(t, c);     /* hand these out before the thread's own */
 }
 
-/* ---- thread caches of Tiny blocks -------------------------------------------------- */
+/* ---- thread caches of Tiny and Mid blocks ------------------------------------------ */
 #define TC_BYTES (128 * 1024)   /* a class's cache holds up to this many bytes, */
-#define TC_MAX   256            /* and between these many blocks */
-#define TC_MIN   16
+#define TC_MAX   256            /* and at most these many blocks; */
+#define TC_MIN   16             /* its max starts here (or at its cap, if lower) */
 #define TC_STREAK 3             /* fills in a row without running dry: max halves */
 
 void hak_tc_open(hak_tls_t *t)
 {
     if (hak_slow_mode)
         return;                     /* every free goes through the slow path */
-    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
-        uint32_t size = hak_classes[c].size, max = TC_BYTES / size;
-        t->tc_cap[c] = max > TC_MAX ? TC_MAX : max < TC_MIN ? TC_MIN : max;
-        t->tc_max[c] = TC_MIN;      /* grown as the thread's mallocs find it dry */
-        t->tc_room[c] = TC_MIN;
+    for (unsigned c = 0; c < HAK_TC_NCLASS; c++) {
+        uint32_t size = hak_classes[c].size, cap = TC_BYTES / size;
+        t->tc_cap[c] = cap > TC_MAX ? TC_MAX : cap;
+        /* grown as the thread's mallocs find it dry */
+        t->tc_max[c] = t->tc_cap[c] < TC_MIN ? t->tc_cap[c] : TC_MIN;
+        t->tc_room[c] = (int32_t)t->tc_max[c];
         t->tc_streak[c] = 0;
         t->tc_mul[c] = hak_boundary_mul(size);
     }
@@ -795,9 +796,10 @@ static void tc_free_list(hak_tls_t *t, hak_block_t *list, const char *call)
  * down below 0): the older half goes to the slabs, then b in.  A cache
  * that keeps filling without running dry is in a storm of frees (a program
  * freeing what it built): its max halves down to 0, so that when the storm
- * ends no cached block keeps a slab from the pool; the next malloc that
- * finds it dry restores it (hak_tc_dry). */
-void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
+ * ends no cached block keeps a slab from the pool, and the cache is off
+ * (tc_mul 0) until the next malloc that finds it dry restores it
+ * (hak_tc_dry). */
+void hak_tc_full(hak_block_t *b, unsigned c, const char *call)
 {
     hak_tls_t *t = &hak_tls;
     /* it holds tc_max blocks (none once a storm has halved it to 0) */
@@ -817,6 +819,9 @@ void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
     t->tc_room[c] = (int32_t)(t->tc_max[c] - keep);
     tc_free_list(t, rest, call);
     if (t->tc_max[c] == 0) {
+        /* off until a malloc finds it dry: the storm's other frees take
+         * the slab's fast path (or the foreign cache) instead of this one */
+        t->tc_mul[c] = 0;
         free_by_owner(t, slab_of_block(b), b, call);
         return;
     }
@@ -825,23 +830,29 @@ void hak_tc_full(unsigned c, hak_block_t *b, const char *call)
     t->tc_room[c]--;
 }
 
-/* A malloc of n found the cache of class c dry after it filled, or below
- * its cap: a thread that takes back what it frees earns a bigger cache,
+/* A malloc found the cache of class c dry after it filled, or below its
+ * cap: a thread that takes back what it frees earns a bigger cache,
  * doubled up to the cap (a thread that only frees keeps a small one). */
-void *hak_tc_dry(unsigned c, size_t n)
+void hak_tc_grow(unsigned c)
 {
     hak_tls_t *t = &hak_tls;
     uint32_t max = t->tc_max[c] < TC_MIN ? TC_MIN : 2 * t->tc_max[c];
     t->tc_streak[c] = 0;
     t->tc_max[c] = max < t->tc_cap[c] ? max : t->tc_cap[c];
     t->tc_room[c] = (int32_t)t->tc_max[c];      /* empty */
+    t->tc_mul[c] = hak_boundary_mul(hak_classes[c].size);  /* on again after a storm */
+}
+
+void *hak_tc_dry(unsigned c, size_t n)
+{
+    hak_tc_grow(c);
     return hak_malloc_class(c, n);
 }
 
 /* Every block of t's caches to its slab (malloc_trim, thread exit). */
 void hak_tc_flush(hak_tls_t *t)
 {
-    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
+    for (unsigned c = 0; c < HAK_TC_NCLASS; c++) {
         hak_block_t *list = t->tc_head[c];
         t->tc_head[c] = NULL;
         t->tc_room[c] = (int32_t)t->tc_max[c];
@@ -854,7 +865,7 @@ void hak_tc_flush(hak_tls_t *t)
 void hak_tc_close(hak_tls_t *t)
 {
     hak_tc_flush(t);
-    for (unsigned c = 0; c < HAK_TINY_NCLASS; c++) {
+    for (unsigned c = 0; c < HAK_TC_NCLASS; c++) {
         t->tc_mul[c] = 0;
         t->tc_max[c] = t->tc_cap[c] = t->tc_streak[c] = 0;
         t->tc_room[c] = 0;
@@ -963,7 +974,7 @@ static void fork_fixup(hak_slab_t *s, void *arg)
         if ((char *)b + s->bsize > bump)
             bump = (char *)b + s->bsize;    /* a carve stopped before its bump */
     s->bump = bump;
-    hak_tiny_page_set(s, true);
+    hak_block_page_set(s, true);
     size_t carved = (size_t)(bump - s->start) / s->bsize;
     size_t taken = (bump > s->start ? hak_slab_guards(s) : 0) + nfree;
     s->used = carved > taken ? (uint32_t)(carved - taken) : 0;

@@ -538,7 +538,7 @@ static void slab_init(hak_superslab_t *ss, unsigned first, unsigned cls, uintptr
     hak_slab_set_parked(s, 0);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)first;
-    hak_tiny_page_set(s, true);
+    hak_block_page_set(s, true);
 #ifdef HAK_ASAN
     __asan_poison_memory_region(s->start, (size_t)k * HAK_PAGE_SIZE);
 #endif
@@ -624,7 +624,7 @@ void hak_pool_slab_free(hak_slab_t *s)
                atomic_load(&s->owner) == HAK_OWNER_DYING);
     __atomic_store_n(&s->state, HAK_SLAB_FREE, __ATOMIC_RELAXED);  /* read by hak_slab_ownerless */
     hak_slab_set_list(s, HAK_LIST_NONE);    /* owner stays HAK_OWNER_DYING */
-    hak_tiny_page_set(s, false);
+    hak_block_page_set(s, false);
     for (unsigned j = first; j < first + k; j++)
         ss->first_page[j] = (uint8_t)j;
     uint64_t now = hak_now_ms();

@@ -50,17 +50,18 @@
  *     it is set, so H writes free and used of a parked slab only under that
  *     lock.
  *   - Counting: a block of a slab is never carved (at or beyond bump), on
- *     slab.free, or out: in the user's hands, in a thread's cache (Tiny:
- *     hak_tls.tc_head) or foreign cache, in a heap's inbox, or on
+ *     slab.free, or out: in the user's hands, in a thread's cache
+ *     (hak_tls.tc_head) or foreign cache, in a heap's inbox, or on
  *     slab.remote.  With pin = 1 for a current Tiny or Mid slab
  *     (hak_slab_pin), 0 otherwise:
  *         (bump - start) / bsize = |free| + used - pin
  *     so a slab is returned to the pool only when used - pin = 0: no block
  *     can be anywhere else.
  *   - The common malloc and free touch only the calling thread's TLS and the
- *     descriptor of a slab that thread owns (a Tiny free: the SuperSlab's
- *     tiny_page entry and no descriptor): no lock, no atomic RMW.
- *   - A Tiny block freed by any thread goes first to that thread's cache for
+ *     descriptor of a slab that thread owns (a Tiny or Mid free: the
+ *     SuperSlab's tiny_page or mid_page entry and no descriptor): no lock,
+ *     no atomic RMW.
+ *   - A Tiny or Mid block freed by any thread goes first to that thread's cache for
  *     its class (hak_tls.tc_head, at most tc_max blocks), whoever owns its slab,
  *     and the thread's next malloc of the class takes it back (LIFO: the
  *     block is likely still in the CPU's cache).  A full cache frees half
@@ -68,7 +69,8 @@
  *     and malloc_trim free all of them.  The cache is closed (tc_mul 0, so
  *     no offset passes the free's boundary test) while the thread has no
  *     heap and in hak_slow_mode, so no block waits in a cache nobody
- *     empties.
+ *     empties, and off after a storm of frees (remote.c, hak_tc_full)
+ *     until the thread's next malloc of the class finds it dry.
  *   - A free by a thread that does not own the slab keeps the block in the
  *     freeing thread's foreign cache for its class (heap_rec.foreign: the
  *     thread hands such blocks out again itself, so a block may move between
@@ -300,8 +302,13 @@ typedef struct hak_superslab {
      * in bits 0-7, bump - start above (a Tiny slab is one page); 0 when no
      * Tiny slab starts on the page, so that no offset is below its bump.
      * Written with the slab's start, carves and return to the pool
-     * (hak_tiny_page_set). */
+     * (hak_block_page_set). */
     _Atomic uint32_t tiny_page[HAK_SS_PAGES];
+    /* page -> its Mid slab, likewise: the class in bits 0-7, the page's
+     * index in its slab in bits 8-10, bump - start from bit 11; 0 when no
+     * Mid slab spans the page.  Read only by frees that tiny_page turned
+     * away, so that a Tiny free does not decode it. */
+    _Atomic uint32_t mid_page[HAK_SS_PAGES];
     /* pool lock: */
     struct hak_ss_pool *pool;       /* the page pool's record of it (superslab.c) */
     struct hak_superslab *all_next; /* every SuperSlab ever carved               */
@@ -322,15 +329,27 @@ static inline hak_slab_t *hak_slab_of(hak_superslab_t *ss, const void *p)
     return &ss->slabs[ss->first_page[page]];
 }
 
-#define HAK_TINY_NCLASS 20                  /* classes 0 .. 19: up to HAK_TINY_MAX */
+#define HAK_TC_NCLASS (HAK_NCLASS_TINY + HAK_NCLASS_MID)  /* cached: up to HAK_MID_MAX */
+#define HAK_MID_PAGE_SHIFT 11               /* mid_page: where bump - start begins */
 
-/* The tiny_page entry of s, after its start or a carve (0: s leaves). */
-static inline void hak_tiny_page_set(hak_slab_t *s, bool active)
+/* The tiny_page or mid_page entries of s's pages, after its start or a
+ * carve (0: s leaves).  Large slabs have none. */
+static inline void hak_block_page_set(hak_slab_t *s, bool active)
 {
     hak_superslab_t *ss = hak_ss_of(s->start);
-    uint32_t e = active && s->cls < HAK_TINY_NCLASS
-               ? (uint32_t)s->cls | (uint32_t)(s->bump - s->start) << 8 : 0;
-    atomic_store_explicit(&ss->tiny_page[s - ss->slabs], e, memory_order_relaxed);
+    unsigned first = (unsigned)(s - ss->slabs);
+    uint32_t carved = (uint32_t)(s->bump - s->start);
+    if (s->cls < HAK_NCLASS_TINY) {
+        atomic_store_explicit(&ss->tiny_page[first], active ? s->cls | carved << 8 : 0,
+                              memory_order_relaxed);
+        return;
+    }
+    if (s->cls >= HAK_TC_NCLASS)
+        return;
+    for (unsigned k = 0; k < s->npages; k++)
+        atomic_store_explicit(&ss->mid_page[first + k],
+                              active ? s->cls | k << 8 | carved << HAK_MID_PAGE_SHIFT : 0,
+                              memory_order_relaxed);
 }
 
 /* ceil(2^64 / bsize), bsize > 1: the multiplier of hak_slab_boundary's test. */
@@ -488,15 +507,15 @@ static inline void hak_foreign_reset(hak_heap_rec_t *r, unsigned c)
  * all hak_empty_slab and id stays HAK_HEAP_ID_NONE, so every call reaches
  * the slow paths; rec is the heap either way. */
 typedef struct hak_tls {
-    /* The Tiny caches (top of this file), one entry per class in each
+    /* The thread caches (top of this file), one entry per class in each
      * array, so that the fast paths index each with the class: */
-    hak_block_t *tc_head[HAK_TINY_NCLASS];
-    uint64_t tc_mul[HAK_TINY_NCLASS];   /* the class's boundary_mul; 0: closed    */
-    int32_t tc_room[HAK_TINY_NCLASS];   /* blocks it takes before it is full:
+    hak_block_t *tc_head[HAK_TC_NCLASS];
+    uint64_t tc_mul[HAK_TC_NCLASS];     /* the class's boundary_mul; 0: closed    */
+    int32_t tc_room[HAK_TC_NCLASS];     /* blocks it takes before it is full:
                                            tc_max - blocks on tc_head           */
-    uint32_t tc_max[HAK_TINY_NCLASS];
-    uint32_t tc_streak[HAK_TINY_NCLASS];/* times it filled since it last ran dry  */
-    uint32_t tc_cap[HAK_TINY_NCLASS];   /* tc_max when it runs dry               */
+    uint32_t tc_max[HAK_TC_NCLASS];
+    uint32_t tc_streak[HAK_TC_NCLASS];  /* times it filled since it last ran dry  */
+    uint32_t tc_cap[HAK_TC_NCLASS];     /* tc_max when it runs dry               */
     hak_slab_t *cur[HAK_NCLASS];    /* current slab per class, never NULL        */
     uintptr_t id;                   /* == (uintptr_t)rec, or HAK_HEAP_ID_NONE    */
     hak_heap_rec_t *rec;            /* this thread's heap, NULL before first use */
@@ -667,8 +686,9 @@ HAK_HIDDEN void  hak_inbox_open(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_init(hak_heap_rec_t *r);
 HAK_HIDDEN void  hak_foreign_ship_all(hak_tls_t *t);
 HAK_HIDDEN void  hak_remote_trim(hak_tls_t *t);
-HAK_HIDDEN void  hak_tc_full(unsigned c, hak_block_t *b, const char *call);
+HAK_HIDDEN void  hak_tc_full(hak_block_t *b, unsigned c, const char *call);
 HAK_HIDDEN void *hak_tc_dry(unsigned c, size_t n);
+HAK_HIDDEN void  hak_tc_grow(unsigned c);
 HAK_HIDDEN void  hak_tc_open(hak_tls_t *t);
 HAK_HIDDEN void  hak_tc_flush(hak_tls_t *t);
 HAK_HIDDEN void  hak_tc_close(hak_tls_t *t);

@@ -93,75 +93,92 @@ static void test_foreign_reuse(void)
     check_settled("foreign reuse", before);
 }
 
-/* ---- Tiny thread caches ------------------------------------------------------------ */
-/* A Tiny block freed by a thread that does not own its slab is that
+/* ---- thread caches ------------------------------------------------------------------ */
+/* A Tiny or Mid block freed by a thread that does not own its slab is that
  * thread's next block of the class (its cache is LIFO), and so is one of
- * its own. */
+ * its own.  Mid slabs span several pages: the foreign block is the last of
+ * a few, so that it lies past the slab's first page. */
 static void *tc_block;
+static size_t tc_size;
 
 static void *tc_lifo_thread(void *arg)
 {
     int *bad = arg;
-    void *own = hak_malloc(48);             /* a heap, and its caches open */
+    void *own = hak_malloc(tc_size);        /* a heap, and its caches open */
     hak_free(tc_block);
-    void *p = hak_malloc(48);
+    void *p = hak_malloc(tc_size);
     *bad += p != tc_block;
     hak_free(own);
-    void *q = hak_malloc(48);
+    void *q = hak_malloc(tc_size);
     *bad += q != own;
     hak_free(p);
     hak_free(q);
     return NULL;
 }
 
-static void test_tc_lifo(void)
+static void test_tc_lifo(size_t size)
 {
+    enum { K = 8 };
     struct figures before = settle();
-    int bad = 0;
-    tc_block = hak_malloc(48);
+    void *b[K];
+    int bad = 0, last = 0;
+    for (int i = 0; i < K; i++) {
+        b[i] = hak_malloc(size);
+        if ((char *)b[i] > (char *)b[last])
+            last = i;
+    }
+    tc_block = b[last];
+    tc_size = size;
     run(tc_lifo_thread, &bad);
-    CHECK(bad == 0, "Tiny thread cache: %d of 2 frees not handed out by the next malloc", bad);
-    check_settled("Tiny thread cache", before);
+    for (int i = 0; i < K; i++)
+        if (i != last)
+            hak_free(b[i]);
+    CHECK(bad == 0, "thread cache, %zu B: %d of 2 frees not handed out by the next malloc",
+          size, bad);
+    check_settled("thread cache", before);
 }
 
-/* A thread frees all of 64000 blocks of 64 B in a scattered order and
+/* A thread frees all of n blocks of a class in a scattered order and
  * stays alive: its cache must not keep their slabs (a storm of frees
  * halves it to nothing), so all but its current slab go back while it
  * waits, with no call of its own. */
-#define STORM_N 64000
-static void *storm_block[STORM_N];
+#define STORM_MAX 64000
+static void *storm_block[STORM_MAX];
+static size_t storm_n, storm_size;
 static pthread_barrier_t storm_barrier;
 
 static void *tc_storm_thread(void *arg)
 {
     (void)arg;
-    for (size_t i = 0; i < STORM_N; i++)
-        storm_block[i] = hak_malloc(64);
-    for (size_t i = 0; i < STORM_N; i++)
-        hak_free(storm_block[(i * 7919) % STORM_N]);   /* 7919: prime, coprime to STORM_N */
+    for (size_t i = 0; i < storm_n; i++)
+        storm_block[i] = hak_malloc(storm_size);
+    for (size_t i = 0; i < storm_n; i++)
+        hak_free(storm_block[(i * 7919) % storm_n]);   /* 7919: prime, coprime to n */
     pthread_barrier_wait(&storm_barrier);       /* freed */
     pthread_barrier_wait(&storm_barrier);       /* counted */
     return NULL;
 }
 
-static void test_tc_storm(void)
+static void test_tc_storm(size_t size, size_t n)
 {
     struct figures before = settle();
     pthread_t t;
+    storm_size = size;
+    storm_n = n;
     pthread_barrier_init(&storm_barrier, NULL, 2);
     CHECK(pthread_create(&t, NULL, tc_storm_thread, NULL) == 0, "pthread_create");
     pthread_barrier_wait(&storm_barrier);
     struct hak_stats st;
     hak_stats_get(&st);
-    CHECK(st.slabs <= before.slabs + 2, "%zu slabs after a thread freed its %d blocks of 64 B, "
-          "%zu before: its cache keeps them", st.slabs, STORM_N, before.slabs);
+    CHECK(st.slabs <= before.slabs + 2, "%zu slabs after a thread freed its %zu blocks of %zu B, "
+          "%zu before: its cache keeps them", st.slabs, n, size, before.slabs);
     pthread_barrier_wait(&storm_barrier);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&storm_barrier);
-    check_settled("Tiny thread cache storm", before);
+    check_settled("thread cache storm", before);
     /* printed last: stdout's first use allocates its buffer */
-    printf("Tiny thread cache after a storm of %d frees: %zu slabs, %zu before (%d slabs held "
-           "the blocks)\n", STORM_N, st.slabs, before.slabs, STORM_N / 1024);
+    printf("thread cache after a storm of %zu frees of %zu B: %zu slabs, %zu before\n", n, size,
+           st.slabs, before.slabs);
 }
 
 /* ---- many frees: the cache is shipped home in batches --------------------------- */
@@ -665,8 +682,11 @@ int main(void)
     for (int i = 0; i < RING_THREADS + 2; i++)
         pthread_join(warm[i], NULL);
     test_foreign_reuse();
-    test_tc_lifo();
-    test_tc_storm();
+    test_tc_lifo(48);
+    test_tc_lifo(3000);
+    test_tc_lifo(40000);
+    test_tc_storm(64, STORM_MAX);
+    test_tc_storm(3000, 4000);
     test_ship_home(64);
     test_ship_home(4000);
     test_ship_home(200000);
