@@ -36,17 +36,31 @@ static inline void *hak_malloc_class(unsigned c, size_t n)
     return hak_alloc_slow(n);       /* n, not c: it is still in its register */
 }
 
-/* A pop from the thread's cache of class c (Tiny or Mid), else its slab. */
-static inline __attribute__((always_inline)) void *hak_tc_pop(unsigned c, size_t n)
+/* The first block of the thread's cache of class c, off it, or NULL. */
+static inline __attribute__((always_inline)) hak_block_t *hak_tc_take(unsigned c)
 {
     hak_block_t *b = hak_tls.tc_head[c];
     if (HAK_LIKELY(b != NULL)) {
         hak_tls.tc_head[c] = b->next;
         hak_tls.tc_room[c]++;
-        return b;
     }
-    /* dry after it filled, or below its cap */
-    if (HAK_UNLIKELY((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0))
+    return b;
+}
+
+/* The dry cache of class c is to grow (hak_tc_grow): it ran dry after it
+ * filled, or is below its cap. */
+static inline bool hak_tc_dry_grows(unsigned c)
+{
+    return (hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0;
+}
+
+/* A pop from the thread's cache of class c (Tiny or Mid), else its slab. */
+static inline __attribute__((always_inline)) void *hak_tc_pop(unsigned c, size_t n)
+{
+    hak_block_t *b = hak_tc_take(c);
+    if (HAK_LIKELY(b != NULL))
+        return b;
+    if (HAK_UNLIKELY(hak_tc_dry_grows(c)))
         return hak_tc_dry(c, n);    /* a tail call: nothing kept across it */
     return hak_malloc_class(c, n);
 }
@@ -56,13 +70,10 @@ static inline __attribute__((always_inline)) void *hak_tc_pop(unsigned c, size_t
 static inline void *hak_tc_pop_class(unsigned c)
 {
     if (c < HAK_TC_NCLASS) {
-        hak_block_t *b = hak_tls.tc_head[c];
-        if (b != NULL) {
-            hak_tls.tc_head[c] = b->next;
-            hak_tls.tc_room[c]++;
+        hak_block_t *b = hak_tc_take(c);
+        if (b != NULL)
             return b;
-        }
-        if ((hak_tls.tc_streak[c] | (hak_tls.tc_cap[c] - hak_tls.tc_max[c])) != 0)
+        if (hak_tc_dry_grows(c))
             hak_tc_grow(c);
     }
     return hak_alloc_class(c);
@@ -145,8 +156,8 @@ static inline __attribute__((always_inline)) void hak_free_fast(void *p, const c
             __asm__("" : "+r"(a));
             e = atomic_load_explicit(&hak_ss_of((void *)a)->mid_page[(a >> HAK_PAGE_SHIFT) & (HAK_SS_PAGES - 1)],
                                      memory_order_relaxed);
-            off = (a & (HAK_PAGE_SIZE - 1)) + ((uint64_t)(e & 0x700) << (HAK_PAGE_SHIFT - 8));
-            if (off >= (e >> HAK_MID_PAGE_SHIFT))
+            off = (a & (HAK_PAGE_SIZE - 1)) + hak_mid_page_offset(e);
+            if (off >= hak_mid_page_carved(e))
                 goto slab;
         }
         if (HAK_LIKELY(hak_tc_push(e & 0xff, off, p, call)))

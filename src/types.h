@@ -346,11 +346,19 @@ static inline void hak_block_page_set(hak_slab_t *s, bool active)
     }
     if (s->cls >= HAK_TC_NCLASS)
         return;
-    for (unsigned k = 0; k < s->npages; k++)
+    for (unsigned k = 0; k < s->npages; k++)      /* npages <= 8: k fits bits 8-10 */
         atomic_store_explicit(&ss->mid_page[first + k],
                               active ? s->cls | k << 8 | carved << HAK_MID_PAGE_SHIFT : 0,
                               memory_order_relaxed);
 }
+
+/* Of mid_page entry e: its page's offset in the slab, and how far the slab
+ * is carved (both bytes from the slab's start). */
+static inline uint64_t hak_mid_page_offset(uint32_t e)
+{
+    return (uint64_t)(e & 0x700) << (HAK_PAGE_SHIFT - 8);     /* bits 8-10, times the page */
+}
+static inline uint64_t hak_mid_page_carved(uint32_t e) { return e >> HAK_MID_PAGE_SHIFT; }
 
 /* ceil(2^64 / bsize), bsize > 1: the multiplier of hak_slab_boundary's test. */
 static inline uint64_t hak_boundary_mul(uint32_t bsize)
