@@ -259,11 +259,13 @@ static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_
 /* The 2 MiB pages of mapping h that lie wholly inside its block (h + off,
  * n bytes; the header's page counts as the block's) may be huge pages, the
  * rest may not: a huge page reaching past the block's end would be backed
- * whole at the program's first touch near that end.  On this VM a 4 KiB
- * fault costs ~20 us, so a 16 MiB block written once spent 80 ms faulting,
- * 5 ms with huge pages.  A mapping that held another block (the cache,
- * mremap) carries that block's flags, so both parts are set; a fresh one
- * has none.  Called before the block's first byte is touched: a 2 MiB range
+ * whole at the program's first touch near that end.  Only with
+ * HAKMEM_HUGE_PAGES=1: it pays where a 4 KiB fault is dear (20 us on this
+ * VM once: a 16 MiB block written once spent 80 ms faulting, 5 ms with huge
+ * pages), and costs where it is cheap (0.8 us later: finding and zeroing
+ * 2 MiB pages made malloc-large 25% slower).  A mapping that held another
+ * block (the cache, mremap) carries that block's flags, so both parts are
+ * set; a fresh one has none.  Called before the block's first byte is touched: a 2 MiB range
  * with one small page mapped faults small pages until khugepaged runs. */
 static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool fresh,
                             thp_range_t *thp)

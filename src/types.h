@@ -827,9 +827,10 @@ HAK_HIDDEN void hak_init(void);
     X(MAP_THRESHOLD_KB, "HAKMEM_MAP_THRESHOLD_KB", NUM, 0, 0, 2048,                \
       "KiB above which a malloc gets a mapping of its own (0: learned per size "   \
       "band between 512 and 2048, mapped at first; sizes above 2048 always are)")   \
-    X(HUGE_PAGES, "HAKMEM_HUGE_PAGES", NUM, 1, 0, 1,                               \
+    X(HUGE_PAGES, "HAKMEM_HUGE_PAGES", NUM, 0, 0, 1,                               \
       "1: the 2 MiB pages wholly inside a Huge block may be transparent huge "      \
-      "pages (one page fault instead of 512); 0: 4 KiB pages only")                 \
+      "pages (one page fault instead of 512, but 2 MiB to zero and find); 0: 4 KiB "\
+      "pages only")                                                                 \
     X(STATS, "HAKMEM_STATS", NUM, 0, 0, 2,                                         \
       "1: print statistics to stderr at exit; 2: the same as one line of JSON")     \
     X(CHECK, "HAKMEM_CHECK", NUM, 0, 0, 1,                                         \

@@ -49,16 +49,18 @@
  *   q. HAKMEM_MAP_THRESHOLD_KB=1024 fixes the place: 1.5 MiB mallocs,
  *      callocs and realloc copies are mapped (Huge blocks), 600 KiB ones
  *      are Large; nothing is learned or switched.
- *   n. Huge blocks on transparent huge pages: the 2 MiB pages wholly inside
- *      a Huge block are flagged for them (VmFlags "hg" in /proc/self/smaps),
- *      the rest of its mapping is not, also once a block reuses a cached
+ *   n. Huge blocks on transparent huge pages (HAKMEM_HUGE_PAGES=1): the 2 MiB
+ *      pages wholly inside a Huge block are flagged for them (VmFlags "hg"
+ *      in /proc/self/smaps), the rest of its mapping is not, also once a
+ *      block reuses a cached
  *      mapping that held a bigger one; writing a 14 MiB block faults in a
  *      handful of pages where the kernel grants huge pages (3584 without);
  *      a 200 MiB calloc'd block is not flagged where it is fresh (it may be
  *      used sparsely), reads as zero and is not made resident (a cached
  *      mapping grown for it is zeroed only where it was held); realloc
  *      grows such a block with mremap (one VMA: the flags must not split
- *      the mapping), not a copy; HAKMEM_HUGE_PAGES=0: nothing flagged.
+ *      the mapping), not a copy; by default (HAKMEM_HUGE_PAGES=0) nothing
+ *      is flagged.
  *   o. HAKMEM_RETAIN_MS=10000: 160 blocks of 1 MiB, one page of each written,
  *      freed and taken again, cycle after cycle: the free pages pass the
  *      pool's 64 MiB cap and are purged, the program takes them back (page
@@ -877,7 +879,7 @@ static int huge_pages(bool on)
     for (size_t at = 0; z != NULL && at < 200 * MiB; at += 3 * MiB + 4095)
         CHECK(z[at] == 0, "calloc'd byte %zu is %d", at, z[at]);
     free(z);
-    return on ? 0 : test_done("test_background (HAKMEM_HUGE_PAGES=0)");
+    return on ? test_done("test_background (HAKMEM_HUGE_PAGES=1)") : 0;
 }
 
 /* r: a block's bytes, from its address and size (its pattern). */
@@ -1301,8 +1303,8 @@ int main(int argc, char **argv)
         return survivors_churn();
     if (argc > 1 && strcmp(argv[1], "--survivors-swing") == 0)
         return survivors_swing();
-    if (argc > 1 && strcmp(argv[1], "--no-huge-pages") == 0)
-        return huge_pages(false);
+    if (argc > 1 && strcmp(argv[1], "--huge-pages") == 0)
+        return huge_pages(true);
     if (argc > 1 && strcmp(argv[1], "--large-cache") == 0) {
         large_fixed = true;
         large_cache_yields();
@@ -1332,7 +1334,7 @@ int main(int argc, char **argv)
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
     run_forked("g. dlopen/fork", no_deadlock);
-    huge_pages(true);
+    huge_pages(false);                  /* the default: small pages only */
     for (int i = 0; i < 5; i++)
         run_forked("h. exit() from 4 threads at once", exits_at_once);
     printf("h. exit() from 4 threads at once, 5 times: every process ended with status 0\n");
@@ -1343,7 +1345,7 @@ int main(int argc, char **argv)
     run_env_child(argv[0], "--pause", "HAKMEM_RETAIN_MS=50");
     run_env_child(argv[0], "--large-cache", "HAKMEM_LARGE_CACHE_MB=16");
     run_env_child(argv[0], "--huge-expiry", "HAKMEM_RETAIN_MS=50");
-    run_env_child(argv[0], "--no-huge-pages", "HAKMEM_HUGE_PAGES=0");
+    run_env_child(argv[0], "--huge-pages", "HAKMEM_HUGE_PAGES=1");
     run_env_child(argv[0], "--dirty-cap", "HAKMEM_RETAIN_MS=10000");
     run_env_child(argv[0], "--learned-place", "HAKMEM_BACKGROUND=0 HAKMEM_RETAIN_MS=600000");
     run_env_child(argv[0], "--learned-large",
