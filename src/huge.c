@@ -14,8 +14,9 @@
  * HAKMEM_RETAIN_MS and reused by Huge allocations, so that a program that
  * allocates and frees big buffers in a loop does not pay for mapping and
  * faulting them in every time: the smallest that fits, its spare chunks
- * split off, or else the largest grown (mremap) so that only the difference
- * is faulted in.  The newest are kept, the oldest make room; the background
+ * split off, or else the largest grown (mremap) and the grown part filled
+ * with the pages of others, moved over (mremap again), so that only what
+ * the cache lacks is faulted in.  The newest are kept, the oldest make room; the background
  * thread unmaps them when their time is up, or else the next Huge call does.
  *
  * The cache's capacity is learned while the background thread runs: the
@@ -379,13 +380,68 @@ size_t hak_huge_cache_cap(void)
     return c;
 }
 
+/* A cached mapping taken apart from the cache, to be moved into a block. */
+typedef struct { char *h; size_t size, touched; thp_range_t thp; } piece_t;
+
+/* Takes out of the cache mappings that hold want bytes between them, or as
+ * many as it has: the smallest that holds what is still wanted (its spare
+ * chunks stay cached), else the largest and go on.  Returns how many, in p.
+ * The caller holds the lock. */
+static unsigned cache_gather(size_t want, piece_t *p)
+{
+    unsigned n = 0;
+    while (want > 0 && cache_n > 0) {
+        unsigned pick = 0;
+        for (unsigned i = 1; i < cache_n; i++) {
+            bool fits = cache[i].map_size >= want, pick_fits = cache[pick].map_size >= want;
+            if (fits ? !pick_fits || cache[i].map_size < cache[pick].map_size
+                     : !pick_fits && cache[i].map_size > cache[pick].map_size)
+                pick = i;
+        }
+        piece_t q = { cache[pick].h, cache[pick].map_size, cache[pick].touched, cache[pick].thp };
+        uint64_t freed_ms = cache[pick].freed_ms;
+        cache_bytes -= q.size;
+        cache[pick] = cache[--cache_n];
+        if (q.size > want) {                /* a slot was just freed */
+            cache_add(q.h + want, q.size - want, q.touched > want ? q.touched - want : 0,
+                      thp_above(q.thp, want), freed_ms);
+            q.thp = thp_below(q.thp, want);
+            q.touched = q.touched < want ? q.touched : want;
+            q.size = want;
+        }
+        want -= q.size;
+        p[n++] = q;
+    }
+    return n;
+}
+
+/* The pages of [from, from + size) moved onto [to, to + size), which they
+ * replace (mremap: nothing copied, nothing faulted in), and the old chunks'
+ * map entries released.  A range of several VMAs (pieces of two mappings
+ * joined in the cache) moves chunk by chunk.  Returns how many bytes from
+ * the start moved; the rest is unmapped. */
+static size_t pages_move(char *from, size_t size, char *to)
+{
+    size_t done = 0;
+    if (hak_os_move(from, size, to, size))
+        done = size;
+    while (done < size && hak_os_move(from + done, HAK_SS_SIZE, to + done, HAK_SS_SIZE))
+        done += HAK_SS_SIZE;
+    hak_region_release(from, from + done);
+    if (done < size)
+        mapping_unmap(from + done, size - done);
+    return done;
+}
+
 /* A cached mapping of need bytes (whole chunks), or NULL.  The smallest that
  * holds need, its spare chunks left in the cache as a mapping of their own
- * (their resident pages stay of use); else the largest, grown to need, so
- * that only the difference is faulted in.  *got: its size; *held: how many
- * of its first bytes the cache held (the rest, grown, reads as zero);
+ * (their resident pages stay of use); else the largest, grown to need, with
+ * the pages of other cached mappings moved into the grown part, so that only
+ * what the cache lacks is faulted in (malloc-large, whose 5-25 MiB blocks
+ * outgrow the mappings the cache holds, faulted in twice as many bytes as
+ * tcmalloc's heap when the growth was all fresh).  *held: how many of its first bytes came from the cache (the rest reads as zero);
  * *touched: how many of those earlier blocks reached. */
-static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched, thp_range_t *thp)
+static char *cache_take(size_t need, size_t *held, size_t *touched, thp_range_t *thp)
 {
     hak_lock(&hak_huge_lock);
     cache_expire(false, false);
@@ -399,44 +455,77 @@ static char *cache_take(size_t need, size_t *got, size_t *held, size_t *touched,
     }
     if (best == CACHE_SLOTS)
         best = largest;
-    size_t reused = best == CACHE_SLOTS ? 0 : cache[best].map_size < need ? cache[best].map_size : need;
+    char *h = NULL;
+    size_t size = 0, reached = 0, reused = 0;
+    piece_t pieces[CACHE_SLOTS];
+    unsigned n_pieces = 0;
+    if (best != CACHE_SLOTS) {
+        h = cache[best].h;
+        size = cache[best].map_size;
+        reached = cache[best].touched;
+        uint64_t freed_ms = cache[best].freed_ms;
+        *thp = cache[best].thp;
+        cache_bytes -= size;
+        cache[best] = cache[--cache_n];
+        if (size > need) {                  /* a slot was just freed */
+            cache_add(h + need, size - need, reached > need ? reached - need : 0,
+                      thp_above(*thp, need), freed_ms);
+            *thp = thp_below(*thp, need);
+            size = need;
+            reached = reached < need ? reached : need;
+        }
+        reused = size;
+        if (size < need)
+            n_pieces = cache_gather(need - size, pieces);
+        for (unsigned i = 0; i < n_pieces; i++)
+            reused += pieces[i].size;
+    }
     cache_learn(need, reused);
     expiry_learn(need, reused);
     if (reused) {
         hak_stat_add(HAK_STAT_HUGE_REUSED, 1);
         hak_stat_add(HAK_STAT_HUGE_REUSED_BYTES, reused);
     }
-    if (best == CACHE_SLOTS) {
-        hak_unlock(&hak_huge_lock);
-        return NULL;
-    }
-    char *h = cache[best].h;
-    size_t size = cache[best].map_size, reached = cache[best].touched;
-    uint64_t freed_ms = cache[best].freed_ms;
-    *thp = cache[best].thp;
-    cache_bytes -= size;
-    cache[best] = cache[--cache_n];
-    if (size > need && cache_n < CACHE_SLOTS) {
-        cache_add(h + need, size - need, reached > need ? reached - need : 0,
-                  thp_above(*thp, need), freed_ms);
-        *thp = thp_below(*thp, need);
-        size = need;
-        reached = reached < need ? reached : need;
-    }
     hak_unlock(&hak_huge_lock);
-    *held = size < need ? size : need;
-    *touched = reached;
+    if (h == NULL)
+        return NULL;
+    size_t filled = size;
     if (size < need) {
         char *grown = mapping_grow(h, size, need, HAK_SS_SIZE, 0, thp);
         if (grown == NULL) {
-            mapping_unmap(h, size);
-            return NULL;
+            /* mremap takes one VMA: a mapping pieces were moved into
+             * before moves chunk by chunk onto a new one. */
+            grown = hak_region_map_new(need, HAK_SS_SIZE, 0, true, HAK_REGION_HUGE_BODY);
+            if (grown == NULL)
+                mapping_unmap(h, size);
+            else
+                filled = pages_move(h, size, grown);
+            reached = reached < filled ? reached : filled;
         }
-        hak_pool_yield_room(need - size);
         h = grown;
-        size = need;
+        /* The grown part takes the pieces' pages, one after another, while
+         * they move whole: what held counts is one run from the start. */
+        bool placing = h != NULL && filled == size;
+        for (unsigned i = 0; i < n_pieces; i++) {
+            piece_t *q = &pieces[i];
+            if (!placing) {
+                mapping_unmap(q->h, q->size);
+                continue;
+            }
+            if (!thp_none(q->thp))          /* one VMA, for mremap */
+                hak_os_huge_pages(q->h, q->size, false);
+            size_t moved = pages_move(q->h, q->size, h + filled);
+            if (reached == filled)          /* written pages run on into the piece's */
+                reached = filled + (q->touched < moved ? q->touched : moved);
+            filled += moved;
+            placing = moved == q->size;
+        }
+        if (h == NULL)
+            return NULL;
+        hak_pool_yield_room(need - filled);
     }
-    *got = size;
+    *held = filled;
+    *touched = reached;
     return h;
 }
 
@@ -589,10 +678,9 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
      * for size 0 at an offset of a whole chunk (alignment >= 4 MiB). */
     size_t map_size = round_up(off + (n ? n : 1), HAK_SS_SIZE);
     char *h = NULL;
-    size_t need = map_size;
     size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);   /* the block's end */
     thp_range_t thp = { 0, 0 };
-    if (off == 64 && (h = cache_take(need, &map_size, &held, &touched, &thp)) != NULL) {
+    if (off == 64 && (h = cache_take(map_size, &held, &touched, &thp)) != NULL) {
         /* calloc: what the cache held is zeroed here, what a growth added
          * is zero untouched and, as a fresh mapping's, left on small pages
          * (below). */
@@ -600,12 +688,6 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
         huge_pages_mark(h, off, dirty, map_size, false, &thp);
         if (zero)
             memset(h + off, 0, dirty);
-        /* A bigger mapping than needed: the block may grow into it later
-         * (realloc in place); its unused pages leave RSS now. */
-        if (map_size > need) {
-            hak_os_purge(h + need, map_size - need);
-            touched = touched < need ? touched : need;
-        }
         if (n > HAK_MID_MAX) {
             hak_band_count(hak_band_of(n), HAK_BAND_REUSED, 1);
             if (reach > touched)

@@ -86,6 +86,11 @@
  *      the 128-256 KiB band) freed, then no allocator call: the pages the
  *      background thread purges count in that band (hak_stats_band), at
  *      most what its slabs held, and not in the band below.
+ *   t. gathered: four cached 8 MiB mappings, kept apart by live blocks, and
+ *      a 28 MiB block wanted: the cache holds no mapping that big, so one is
+ *      grown and the others' pages are moved into it; writing the block
+ *      faults in under an eighth of its pages (7168 when the growth was
+ *      fresh), and a calloc served so reads as zero on every page.
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -1115,6 +1120,43 @@ static void band_released(void)
           below1.released_bytes - below0.released_bytes);
 }
 
+/* t: in a fork child, zero: calloc instead of malloc.  Four freed 8 MiB
+ * mappings, each between two live ones (so no two join in the cache), then
+ * a 28 MiB block (a 32 MiB mapping) made of them. */
+static void gathered(bool zero)
+{
+    enum { PARTS = 4 };
+    char *part[PARTS], *keep[PARTS + 1];
+    size_t n = 8 * MiB - 4096, big = 28 * MiB;     /* each part's mapping written whole */
+    for (int i = 0; i < PARTS; i++) {
+        keep[i] = malloc(n);
+        part[i] = malloc(n);
+        CHECK(keep[i] != NULL && part[i] != NULL, "malloc(%zu)", n);
+        memset(part[i], 0xab, n);
+    }
+    keep[PARTS] = malloc(n);
+    for (int i = 0; i < PARTS; i++)
+        free(part[i]);
+    long remaps = stat_json("os_remaps"), f0 = minor_faults();
+    char *p = zero ? calloc(1, big) : malloc(big);
+    CHECK(p != NULL, "%s(28 MiB)", zero ? "calloc" : "malloc");
+    long nonzero = 0;
+    for (size_t o = 0; zero && o < big; o += 4096)
+        nonzero += p[o] != 0 || p[o + 4095] != 0;
+    memset(p, 1, big);
+    long faults = minor_faults() - f0, moves = stat_json("os_remaps") - remaps;
+    printf("t. a 28 MiB %s from four cached 8 MiB mappings: %ld mremap calls, %ld page faults "
+           "(%zu pages)\n", zero ? "calloc" : "malloc", moves, faults, big / 4096);
+    CHECK(moves >= PARTS - 1, "%ld mremap calls, want at least %d", moves, PARTS - 1);
+    CHECK(faults < (long)(big / 4096 / 8), "writing the block faulted in %ld pages", faults);
+    CHECK(nonzero == 0, "%ld pages of the calloc'd block not zero", nonzero);
+    free(p);
+    for (int i = 0; i <= PARTS; i++)
+        free(keep[i]);
+}
+static void gathered_malloc(void) { gathered(false); }
+static void gathered_calloc(void) { gathered(true); }
+
 /* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
 {
@@ -1330,6 +1372,8 @@ int main(int argc, char **argv)
     run_forked("j. mixed churn", mixed_churn);
     run_forked("l. Large cache", large_cache);
     run_forked("s. band released", band_released);
+    run_forked("t. gathered", gathered_malloc);
+    run_forked("t. gathered (calloc)", gathered_calloc);
     const char *slash = strrchr(argv[0], '/');
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
