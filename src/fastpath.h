@@ -36,12 +36,14 @@ static inline void *hak_malloc_class(unsigned c, size_t n)
     return hak_alloc_slow(n);       /* n, not c: it is still in its register */
 }
 
-/* The first block of the thread's cache of class c, off it, or NULL. */
+/* The first block of the thread's cache of class c, off it, or NULL (the
+ * new first's link is not known: tc_next NULL). */
 static inline __attribute__((always_inline)) hak_block_t *hak_tc_take(unsigned c)
 {
     hak_block_t *b = hak_tls.tc_head[c];
     if (HAK_LIKELY(b != NULL)) {
         hak_tls.tc_head[c] = b->next;
+        hak_tls.tc_next[c] = NULL;
         hak_tls.tc_room[c]++;
     }
     return b;
@@ -100,13 +102,18 @@ static inline __attribute__((always_inline)) bool hak_tc_push(unsigned c, uint64
     if (HAK_UNLIKELY(off * mul >= mul))
         return false;
     hak_block_t *b = (hak_block_t *)p, *head = hak_tls.tc_head[c];
-    if (HAK_UNLIKELY(head == b))
+    hak_assert(hak_tls.tc_next[c] == NULL || hak_tls.tc_next[c] == head->next);
+    /* The block freed last, or the one before it while no malloc came
+     * between (free(a); free(b); free(a)), freed again: compares with what
+     * the thread holds, no block read. */
+    if (HAK_UNLIKELY(head == b || hak_tls.tc_next[c] == b))
         hak_fatal(call, "double free", b);
     if (HAK_UNLIKELY(--hak_tls.tc_room[c] < 0)) {
         hak_tc_full(b, c, call);
         return true;
     }
     b->next = head;
+    hak_tls.tc_next[c] = head;
     hak_tls.tc_head[c] = b;
     return true;
 }

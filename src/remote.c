@@ -816,6 +816,7 @@ void hak_tc_full(hak_block_t *b, unsigned c, const char *call)
         last->next = NULL;
     } else
         t->tc_head[c] = NULL;
+    t->tc_next[c] = NULL;
     t->tc_room[c] = (int32_t)(t->tc_max[c] - keep);
     tc_free_list(t, rest, call);
     if (t->tc_max[c] == 0) {
@@ -826,6 +827,7 @@ void hak_tc_full(hak_block_t *b, unsigned c, const char *call)
         return;
     }
     b->next = t->tc_head[c];
+    t->tc_next[c] = t->tc_head[c];
     t->tc_head[c] = b;
     t->tc_room[c]--;
 }
@@ -854,7 +856,7 @@ void hak_tc_flush(hak_tls_t *t)
 {
     for (unsigned c = 0; c < HAK_TC_NCLASS; c++) {
         hak_block_t *list = t->tc_head[c];
-        t->tc_head[c] = NULL;
+        t->tc_head[c] = t->tc_next[c] = NULL;
         t->tc_room[c] = (int32_t)t->tc_max[c];
         tc_free_list(t, list, "free");
     }

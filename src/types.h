@@ -64,7 +64,10 @@
  *   - A Tiny or Mid block freed by any thread goes first to that thread's cache for
  *     its class (hak_tls.tc_head, at most tc_max blocks), whoever owns its slab,
  *     and the thread's next malloc of the class takes it back (LIFO: the
- *     block is likely still in the CPU's cache).  A full cache frees half
+ *     block is likely still in the CPU's cache).  tc_next[c] == NULL or
+ *     tc_head[c]->next: a free compares its block with both (a double free
+ *     of either block of the cache's top), so a pop, which would have to
+ *     read the new head to know, sets it NULL.  A full cache frees half
  *     its blocks by their slabs' owners (locally, or as below); thread exit
  *     and malloc_trim free all of them.  The cache is closed (tc_mul 0, so
  *     no offset passes the free's boundary test) while the thread has no
@@ -518,6 +521,9 @@ typedef struct hak_tls {
     /* The thread caches (top of this file), one entry per class in each
      * array, so that the fast paths index each with the class: */
     hak_block_t *tc_head[HAK_TC_NCLASS];
+    hak_block_t *tc_next[HAK_TC_NCLASS];    /* tc_head's link, or NULL (not known
+                                               since a malloc took the head): free
+                                               tests it without reading a block */
     uint64_t tc_mul[HAK_TC_NCLASS];     /* the class's boundary_mul; 0: closed    */
     int32_t tc_room[HAK_TC_NCLASS];     /* blocks it takes before it is full:
                                            tc_max - blocks on tc_head           */
