@@ -433,6 +433,22 @@ static size_t pages_move(char *from, size_t size, char *to)
     return done;
 }
 
+/* Whether cached entry i, which holds the mapping a block needs, serves it
+ * better than entry j, which holds it too; the block writes its mapping's
+ * first reach bytes.  The smaller mapping; of two of one size (blocks of
+ * 512 KiB - 2 MiB each take a 4 MiB chunk), the one whose written pages
+ * cover reach with the fewest to spare, else the one that covers most: the
+ * block faults in what its entry's blocks did not write. */
+static bool entry_fits_better(unsigned i, unsigned j, size_t reach)
+{
+    if (cache[i].map_size != cache[j].map_size)
+        return cache[i].map_size < cache[j].map_size;
+    size_t ti = cache[i].touched, tj = cache[j].touched;
+    if ((ti >= reach) != (tj >= reach))
+        return ti >= reach;
+    return ti >= reach ? ti < tj : ti > tj;
+}
+
 /* A cached mapping of need bytes (whole chunks), or NULL.  The smallest that
  * holds need, its spare chunks left in the cache as a mapping of their own
  * (their resident pages stay of use); else the largest, grown to need, with
@@ -441,14 +457,14 @@ static size_t pages_move(char *from, size_t size, char *to)
  * outgrow the mappings the cache holds, faulted in twice as many bytes as
  * tcmalloc's heap when the growth was all fresh).  *held: how many of its first bytes came from the cache (the rest reads as zero);
  * *touched: how many of those earlier blocks reached. */
-static char *cache_take(size_t need, size_t *held, size_t *touched, thp_range_t *thp)
+static char *cache_take(size_t need, size_t reach, size_t *held, size_t *touched,
+                        thp_range_t *thp)
 {
     hak_lock(&hak_huge_lock);
     cache_expire(false, false);
     unsigned best = CACHE_SLOTS, largest = CACHE_SLOTS;
     for (unsigned i = 0; i < cache_n; i++) {
-        if (cache[i].map_size >= need &&
-            (best == CACHE_SLOTS || cache[i].map_size < cache[best].map_size))
+        if (cache[i].map_size >= need && (best == CACHE_SLOTS || entry_fits_better(i, best, reach)))
             best = i;
         if (largest == CACHE_SLOTS || cache[i].map_size > cache[largest].map_size)
             largest = i;
@@ -680,7 +696,7 @@ void *hak_huge_alloc(size_t n, size_t align, bool zero)
     char *h = NULL;
     size_t held, touched = 0, reach = round_up(off + n, HAK_OS_PAGE);   /* the block's end */
     thp_range_t thp = { 0, 0 };
-    if (off == 64 && (h = cache_take(map_size, &held, &touched, &thp)) != NULL) {
+    if (off == 64 && (h = cache_take(map_size, reach, &held, &touched, &thp)) != NULL) {
         /* calloc: what the cache held is zeroed here, what a growth added
          * is zero untouched and, as a fresh mapping's, left on small pages
          * (below). */

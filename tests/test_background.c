@@ -91,6 +91,10 @@
  *      grown and the others' pages are moved into it; writing the block
  *      faults in under an eighth of its pages (7168 when the growth was
  *      fresh), and a calloc served so reads as zero on every page.
+ *   u. chosen by what was written: two cached 4 MiB mappings, the older
+ *      written 2.1 MiB far, the newer 3.9 MiB; a 3.8 MiB block takes the
+ *      newer and a 2 MiB block the older, neither faulting pages in (the
+ *      first of two equal sizes was taken before: 460 faults).
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -1133,6 +1137,7 @@ static void gathered(bool zero)
         part[i] = malloc(n);
         CHECK(keep[i] != NULL && part[i] != NULL, "malloc(%zu)", n);
         memset(part[i], 0xab, n);
+        __asm__ volatile("" : : "r"(part[i]) : "memory");  /* written before its free */
     }
     keep[PARTS] = malloc(n);
     for (int i = 0; i < PARTS; i++)
@@ -1154,6 +1159,43 @@ static void gathered(bool zero)
     for (int i = 0; i <= PARTS; i++)
         free(keep[i]);
 }
+/* u: in a fork child. */
+static void fit_by_written(void)
+{
+    malloc_trim(0);                     /* nothing cached before */
+    size_t small = 2 * MiB + 100 * 1024, big = 4 * MiB - 64 * 1024, want = big - 64 * 1024;
+    char *keep[3], *a, *b;
+    keep[0] = malloc(small);
+    a = malloc(small);
+    keep[1] = malloc(small);
+    b = malloc(big);
+    keep[2] = malloc(small);
+    CHECK(a && b && keep[0] && keep[1] && keep[2], "malloc");
+    memset(a, 1, small);
+    memset(b, 1, big);
+    __asm__ volatile("" : : "r"(a), "r"(b) : "memory");     /* written before the frees */
+    free(a);
+    free(b);
+    long f0 = minor_faults();
+    char *p = malloc(want);
+    memset(p, 2, want);
+    long f1 = minor_faults();
+    char *q = malloc(2 * MiB);
+    memset(q, 3, 2 * MiB);
+    long f2 = minor_faults();
+    printf("u. cached mappings written 2.1 and 3.9 MiB far: a 3.8 MiB block %s (%ld page faults), "
+           "a 2 MiB block %s (%ld)\n", p == b ? "took the second" : p == a ? "took the first" : "was mapped",
+           f1 - f0, q == a ? "the first" : "another", f2 - f1);
+    CHECK(p == b && f1 - f0 < 32, "the 3.8 MiB block: %s, %ld page faults",
+          p == b ? "the mapping written furthest" : "another mapping", f1 - f0);
+    CHECK(q == a && f2 - f1 < 32, "the 2 MiB block: %s, %ld page faults",
+          q == a ? "the other mapping" : "not the other cached mapping", f2 - f1);
+    free(p);
+    free(q);
+    for (int i = 0; i < 3; i++)
+        free(keep[i]);
+}
+
 static void gathered_malloc(void) { gathered(false); }
 static void gathered_calloc(void) { gathered(true); }
 
@@ -1374,6 +1416,7 @@ int main(int argc, char **argv)
     run_forked("s. band released", band_released);
     run_forked("t. gathered", gathered_malloc);
     run_forked("t. gathered (calloc)", gathered_calloc);
+    run_forked("u. fit by pages written", fit_by_written);
     const char *slash = strrchr(argv[0], '/');
     snprintf(plugin_path, sizeof plugin_path, "%.*s/../testlib/liballoc_plugin.so",
              slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
