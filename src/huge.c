@@ -16,8 +16,9 @@
  * faulting them in every time: the smallest that fits, its spare chunks
  * split off, or else the largest grown (mremap) and the grown part filled
  * with the pages of others, moved over (mremap again), so that only what
- * the cache lacks is faulted in.  The newest are kept, the oldest make room; the background
- * thread unmaps them when their time is up, or else the next Huge call does.
+ * the cache lacks is faulted in.  The newest are kept, the oldest make
+ * room; the background thread unmaps them when their time is up, or else
+ * the next Huge call does.
  *
  * The cache's capacity is learned while the background thread runs: the
  * sizes of the last GHOSTS frees are remembered, and the bytes an
@@ -266,8 +267,9 @@ static char *mapping_grow(char *h, size_t size, size_t need, size_t align, size_
  * pages), and costs where it is cheap (0.8 us later: finding and zeroing
  * 2 MiB pages made malloc-large 25% slower).  A mapping that held another
  * block (the cache, mremap) carries that block's flags, so both parts are
- * set; a fresh one has none.  Called before the block's first byte is touched: a 2 MiB range
- * with one small page mapped faults small pages until khugepaged runs. */
+ * set; a fresh one has none.  Called before the block's first byte is
+ * touched: a 2 MiB range with one small page mapped faults small pages
+ * until khugepaged runs. */
 static void huge_pages_mark(char *h, size_t off, size_t n, size_t map_size, bool fresh,
                             thp_range_t *thp)
 {
@@ -380,8 +382,28 @@ size_t hak_huge_cache_cap(void)
     return c;
 }
 
-/* A cached mapping taken apart from the cache, to be moved into a block. */
+/* A cached mapping taken out of the cache for a block (its base, or pages
+ * to move into it). */
 typedef struct { char *h; size_t size, touched; thp_range_t thp; } piece_t;
+
+/* Cached entry i out of the cache, as a piece of at most want bytes (whole
+ * chunks): its chunks beyond want stay cached as an entry of their own
+ * (their resident pages stay of use).  The caller holds the lock. */
+static piece_t cache_remove(unsigned i, size_t want)
+{
+    piece_t q = { cache[i].h, cache[i].map_size, cache[i].touched, cache[i].thp };
+    uint64_t freed_ms = cache[i].freed_ms;
+    cache_bytes -= q.size;
+    cache[i] = cache[--cache_n];
+    if (q.size > want) {                    /* a slot was just freed */
+        cache_add(q.h + want, q.size - want, q.touched > want ? q.touched - want : 0,
+                  thp_above(q.thp, want), freed_ms);
+        q.thp = thp_below(q.thp, want);
+        q.touched = q.touched < want ? q.touched : want;
+        q.size = want;
+    }
+    return q;
+}
 
 /* Takes out of the cache mappings that hold want bytes between them, or as
  * many as it has: the smallest that holds what is still wanted (its spare
@@ -398,19 +420,8 @@ static unsigned cache_gather(size_t want, piece_t *p)
                      : !pick_fits && cache[i].map_size > cache[pick].map_size)
                 pick = i;
         }
-        piece_t q = { cache[pick].h, cache[pick].map_size, cache[pick].touched, cache[pick].thp };
-        uint64_t freed_ms = cache[pick].freed_ms;
-        cache_bytes -= q.size;
-        cache[pick] = cache[--cache_n];
-        if (q.size > want) {                /* a slot was just freed */
-            cache_add(q.h + want, q.size - want, q.touched > want ? q.touched - want : 0,
-                      thp_above(q.thp, want), freed_ms);
-            q.thp = thp_below(q.thp, want);
-            q.touched = q.touched < want ? q.touched : want;
-            q.size = want;
-        }
-        want -= q.size;
-        p[n++] = q;
+        p[n] = cache_remove(pick, want);
+        want -= p[n++].size;
     }
     return n;
 }
@@ -455,8 +466,9 @@ static bool entry_fits_better(unsigned i, unsigned j, size_t reach)
  * the pages of other cached mappings moved into the grown part, so that only
  * what the cache lacks is faulted in (malloc-large, whose 5-25 MiB blocks
  * outgrow the mappings the cache holds, faulted in twice as many bytes as
- * tcmalloc's heap when the growth was all fresh).  *held: how many of its first bytes came from the cache (the rest reads as zero);
- * *touched: how many of those earlier blocks reached. */
+ * tcmalloc's heap when the growth was all fresh).  *held: how many of its
+ * first bytes came from the cache (the rest reads as zero); *touched: how
+ * many of those earlier blocks reached. */
 static char *cache_take(size_t need, size_t reach, size_t *held, size_t *touched,
                         thp_range_t *thp)
 {
@@ -476,20 +488,11 @@ static char *cache_take(size_t need, size_t reach, size_t *held, size_t *touched
     piece_t pieces[CACHE_SLOTS];
     unsigned n_pieces = 0;
     if (best != CACHE_SLOTS) {
-        h = cache[best].h;
-        size = cache[best].map_size;
-        reached = cache[best].touched;
-        uint64_t freed_ms = cache[best].freed_ms;
-        *thp = cache[best].thp;
-        cache_bytes -= size;
-        cache[best] = cache[--cache_n];
-        if (size > need) {                  /* a slot was just freed */
-            cache_add(h + need, size - need, reached > need ? reached - need : 0,
-                      thp_above(*thp, need), freed_ms);
-            *thp = thp_below(*thp, need);
-            size = need;
-            reached = reached < need ? reached : need;
-        }
+        piece_t base = cache_remove(best, need);
+        h = base.h;
+        size = base.size;
+        reached = base.touched;
+        *thp = base.thp;
         reused = size;
         if (size < need)
             n_pieces = cache_gather(need - size, pieces);

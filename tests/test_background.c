@@ -52,9 +52,9 @@
  *   n. Huge blocks on transparent huge pages (HAKMEM_HUGE_PAGES=1): the 2 MiB
  *      pages wholly inside a Huge block are flagged for them (VmFlags "hg"
  *      in /proc/self/smaps), the rest of its mapping is not, also once a
- *      block reuses a cached
- *      mapping that held a bigger one; writing a 14 MiB block faults in a
- *      handful of pages where the kernel grants huge pages (3584 without);
+ *      block reuses a cached mapping that held a bigger one; writing a
+ *      14 MiB block faults in a handful of pages where the kernel grants
+ *      huge pages (3584 without);
  *      a 200 MiB calloc'd block is not flagged where it is fresh (it may be
  *      used sparsely), reads as zero and is not made resident (a cached
  *      mapping grown for it is zeroed only where it was held); realloc
@@ -94,7 +94,7 @@
  *   u. chosen by what was written: two cached 4 MiB mappings, the older
  *      written 2.1 MiB far, the newer 3.9 MiB; a 3.8 MiB block takes the
  *      newer and a 2 MiB block the older, neither faulting pages in (the
- *      first of two equal sizes was taken before: 460 faults).
+ *      first of two equal sizes was taken before: 455 faults).
  * While waiting, the test calls only open/read/usleep/getrusage: no malloc.
  * The block table comes from mmap and is touched before the baseline. */
 #define _GNU_SOURCE
@@ -1159,6 +1159,9 @@ static void gathered(bool zero)
     for (int i = 0; i <= PARTS; i++)
         free(keep[i]);
 }
+static void gathered_malloc(void) { gathered(false); }
+static void gathered_calloc(void) { gathered(true); }
+
 /* u: in a fork child. */
 static void fit_by_written(void)
 {
@@ -1195,9 +1198,6 @@ static void fit_by_written(void)
     for (int i = 0; i < 3; i++)
         free(keep[i]);
 }
-
-static void gathered_malloc(void) { gathered(false); }
-static void gathered_calloc(void) { gathered(true); }
 
 /* env: one or more NAME=VALUE separated by spaces. */
 static void run_env_child(const char *self, const char *mode, const char *env)
